@@ -1,0 +1,494 @@
+"""The `drip` command: a thin shell over the library (each command is a few calls)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from . import audit, db, enrollment, subscribers
+from .checks import check_config, preview_links
+from .config import Config, ConfigError, load_config
+from .locking import LockBusy, SendLock
+from .message import build_message
+from .models import AuditEntry, Delivery, Enrollment, Subscriber
+from .render import Renderer, TemplateProblem, subscriber_context
+from .schedule import IN_DOUBT, SENT
+from .sender import Sender
+from .settings import Settings, SettingsError
+from .tokens import Tokens
+from .transport import TransportUnavailable, transport_from_settings
+
+
+class App:
+    """Settings, config and database, loaded on first use by whichever command needs them."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def config(self) -> Config:
+        try:
+            return load_config(self.settings.config_path)
+        except ConfigError as exc:
+            fail(str(exc))
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = db.make_engine(self.settings.database_url)
+        try:
+            db.ensure_schema(engine)
+        except RuntimeError as exc:
+            fail(str(exc))
+        return engine
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        try:
+            return Tokens(self.settings.require_secret())
+        except SettingsError as exc:
+            fail(str(exc))
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"drip: {message}", err=True)
+    sys.exit(code)
+
+
+def parse_now(value: str | None) -> datetime | None:
+    """--now accepts ISO-8601; a time without a zone is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 time like 2026-03-01T09:30 or 2026-03-01T09:30:00+01:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def clock_for(now: datetime | None):  # type: ignore[no-untyped-def]
+    return (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="drip")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """drip: patient-education drip campaigns for clinics.
+
+    Configuration comes from the environment: DRIP_CONFIG (campaigns.toml),
+    DRIP_DATABASE_URL, DRIP_SMTP_URL or DRIP_OUTBOX, DRIP_SECRET_KEY.
+    """
+    ctx.obj = App(Settings.from_env())
+
+
+# -- check, preview ------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
+@click.pass_obj
+def check(app: App, quiet: bool) -> None:
+    """Validate campaigns.toml and every template, rendered for every symptom profile."""
+    config = app.config
+    report = check_config(config)
+    if not quiet:
+        for e in report.emails:
+            click.echo(
+                f"  {e.campaign}/{e.step}: grade {e.grade:4.1f}, {e.words:4d} words, "
+                f"subject {e.subject!r}"
+            )
+    if report.problems:
+        for problem in report.problems:
+            click.echo(f"error: {problem}", err=True)
+        fail(f"{len(report.problems)} problem(s); nothing will be sent until they are fixed")
+    steps = sum(len(c.steps) for c in config.campaigns)
+    click.echo(
+        f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, "
+        f"{report.profiles} renders checked"
+    )
+
+
+@main.command()
+@click.argument("campaign")
+@click.argument("step")
+@click.option("--symptoms", default="", help="Comma-separated symptom keys.")
+@click.option("--name", default="Alex", help="First name to greet (empty for none).")
+@click.option("--format", "fmt", type=click.Choice(["html", "text", "eml"]), default="html")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of standard output.",
+)
+@click.pass_obj
+def preview(
+    app: App, campaign: str, step: str, symptoms: str, name: str, fmt: str, output: Path | None
+) -> None:
+    """Show one step as a patient with these symptoms would get it."""
+    config = app.config
+    try:
+        camp = config.campaign(campaign)
+        stp = camp.step(step)
+    except KeyError:
+        known = ", ".join(f"{c.key}/{s.key}" for c in config.campaigns for s in c.steps)
+        fail(f"no step {campaign}/{step}; known: {known}")
+    try:
+        chosen = subscribers.check_symptoms(config, symptoms.split(","))
+        context = subscriber_context(
+            config,
+            first_name=name,
+            symptoms=chosen,
+            links=preview_links(config),
+            campaign=camp,
+            step=stp,
+        )
+        email = Renderer(config.templates_dir).render(stp, context)
+    except (subscribers.InvalidSubscriber, TemplateProblem) as exc:
+        fail(str(exc))
+    if fmt == "html":
+        body = email.html
+    elif fmt == "text":
+        body = f"Subject: {email.subject}\n\n{email.text}"
+    else:
+        body = build_message(
+            from_address=config.clinic.from_address,
+            to="patient@example.org",
+            subject=email.subject,
+            text=email.text,
+            html=email.html,
+            date=datetime.now(UTC),
+            message_id=f"<preview@{config.clinic.sender_domain}>",
+            reply_to=config.clinic.reply_to,
+        ).decode("ascii")
+    if output:
+        output.write_text(body, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(body, nl=False)
+
+
+# -- send ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--now", "now_text", metavar="ISO-8601", help="Simulate the clock (previews, tests, backfills)."
+)
+@click.option("--dry-run", is_flag=True, help="List what would go; send and record nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N emails this run.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another running `drip send` to finish.",
+)
+@click.pass_obj
+def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait: float) -> None:
+    """Send every email that is due. Safe to run from cron every few minutes."""
+    now = parse_now(now_text)
+    config = app.config
+    report = check_config(config)
+    if report.problems:
+        for problem in report.problems:
+            click.echo(f"error: {problem}", err=True)
+        fail("templates have problems (see `drip check`); nothing was sent")
+    from .transport import MemoryTransport
+
+    try:
+        transport = (
+            MemoryTransport()
+            if dry_run
+            else transport_from_settings(app.settings.smtp_url, app.settings.outbox_dir)
+        )
+    except (TransportUnavailable, ValueError) as exc:
+        fail(str(exc))
+    try:
+        with SendLock(app.engine, wait=wait):
+            sender = Sender(
+                config,
+                app.engine,
+                transport,
+                app.tokens,
+                clock=clock_for(now),
+                dry_run=dry_run,
+                limit=limit,
+            )
+            summary = sender.run()
+    except LockBusy as exc:
+        click.echo(f"drip send: {exc}; exiting (nothing sent by this run)")
+        return
+    for line in summary.planned:
+        click.echo(f"  {line}")
+    click.echo(f"drip send: {summary.line(dry_run)}")
+    if summary.stopped and not summary.stopped.startswith("--limit"):
+        sys.exit(2)
+
+
+# -- subscribers ---------------------------------------------------------------------
+
+
+@main.group("subscribers")
+def subscribers_group() -> None:
+    """Add, list and inspect subscribers."""
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--symptoms", default="", help="Comma-separated symptom keys.")
+@click.option("--name", help="First name.")
+@click.option("--timezone", help="IANA time zone, e.g. America/Chicago (default: the clinic's).")
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Active at once (consent obtained elsewhere); else pending confirmation.",
+)
+@click.option("--now", "now_text", metavar="ISO-8601", help="Simulate the clock.")
+@click.pass_obj
+def subscribers_add(
+    app: App,
+    email: str,
+    symptoms: str,
+    name: str | None,
+    timezone: str | None,
+    confirmed: bool,
+    now_text: str | None,
+) -> None:
+    """Add one subscriber with their symptoms."""
+    now = parse_now(now_text) or datetime.now(UTC)
+    config = app.config
+    with Session(app.engine, expire_on_commit=False) as session:
+        try:
+            sub = subscribers.create(
+                session,
+                config,
+                email=email,
+                symptoms=symptoms.split(","),
+                now=now,
+                first_name=name,
+                timezone=timezone,
+                confirmed=confirmed,
+            )
+        except subscribers.InvalidSubscriber as exc:
+            fail(str(exc))
+        enrollment.sync_subscriber(session, config, sub, now)
+        session.commit()
+        campaigns = session.scalars(
+            select(Enrollment.campaign_key).where(Enrollment.subscriber_id == sub.id)
+        ).all()
+    click.echo(f"added {sub.email} ({sub.status}); campaigns: {', '.join(campaigns) or 'none'}")
+
+
+@subscribers_group.command("list")
+@click.option("--status", help="Only this status (pending, active, unsubscribed, bounced).")
+@click.pass_obj
+def subscribers_list(app: App, status: str | None) -> None:
+    """One line per subscriber: email, status, symptoms."""
+    with Session(app.engine) as session:
+        query = select(Subscriber).order_by(Subscriber.id)
+        if status:
+            query = query.where(Subscriber.status == status)
+        for sub in session.scalars(query):
+            click.echo(
+                f"{sub.email}\t{sub.status}\t{sub.timezone}\t{','.join(sorted(sub.symptom_keys))}"
+            )
+
+
+@subscribers_group.command("show")
+@click.argument("email")
+@click.pass_obj
+def subscribers_show(app: App, email: str) -> None:
+    """Everything drip holds about one subscriber, consent record included."""
+    with Session(app.engine) as session:
+        try:
+            sub = subscribers.find(session, email)
+        except subscribers.InvalidSubscriber as exc:
+            fail(str(exc))
+        if sub is None:
+            fail(f"no subscriber {email}")
+        fields = [
+            "email",
+            "first_name",
+            "status",
+            "timezone",
+            "created_at",
+            "confirmed_at",
+            "unsubscribed_at",
+            "paused_until",
+            "source",
+            "consent_text_version",
+            "consent_at",
+            "consent_ip",
+            "consent_user_agent",
+            "confirm_ip",
+            "withdrawn_at",
+        ]
+        for name in fields:
+            click.echo(f"{name:22} {getattr(sub, name) or '-'}")
+        click.echo(f"{'symptoms':22} {', '.join(sorted(sub.symptom_keys)) or '-'}")
+        for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id)):
+            click.echo(
+                f"campaign {e.campaign_key}: {e.state}, started {e.started_at:%Y-%m-%d}"
+                f", next {e.next_step_key or '-'} at {e.next_due_at or '-'}"
+            )
+        for d in session.scalars(
+            select(Delivery).where(Delivery.subscriber_id == sub.id).order_by(Delivery.id)
+        ):
+            click.echo(
+                f"  {d.campaign_key}/{d.step_key}: {d.status} "
+                f"{d.sent_at or d.updated_at:%Y-%m-%d %H:%M}" + (f" ({d.error})" if d.error else "")
+            )
+        audit.record(session, datetime.now(UTC), "cli", "subscriber.viewed", sub.id)
+        session.commit()
+
+
+# -- deliveries, stats, db -----------------------------------------------------------
+
+
+@main.command()
+@click.option("--in-doubt", is_flag=True, help="Only deliveries interrupted mid-send.")
+@click.option("--resolve", metavar="REF", help="Resolve an in-doubt delivery by its ref.")
+@click.option(
+    "--as",
+    "resolution",
+    type=click.Choice(["sent", "resend"]),
+    help="With --resolve: it did arrive (sent) or send it again (resend).",
+)
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+def deliveries(
+    app: App, in_doubt: bool, resolve: str | None, resolution: str | None, limit: int
+) -> None:
+    """List recent deliveries, or resolve an in-doubt one."""
+    now = datetime.now(UTC)
+    with Session(app.engine) as session:
+        if resolve:
+            if not resolution:
+                fail("--resolve needs --as sent or --as resend")
+            row = session.scalar(select(Delivery).where(Delivery.ref == resolve))
+            if row is None or row.status != IN_DOUBT:
+                fail(f"no in-doubt delivery with ref {resolve}")
+            if resolution == "sent":
+                row.status, row.sent_at = SENT, row.updated_at
+            else:
+                session.delete(row)
+            audit.record(
+                session,
+                now,
+                "cli",
+                f"delivery.resolved.{resolution}",
+                row.subscriber_id,
+                ref=resolve,
+            )
+            sub = session.get(Subscriber, row.subscriber_id)
+            session.flush()
+            if sub is not None:
+                enrollment.sync_subscriber(session, app.config, sub, now)
+            session.commit()
+            click.echo(f"resolved {resolve} as {resolution}")
+            return
+        query = (
+            select(Delivery, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .order_by(Delivery.id.desc())
+        )
+        if in_doubt:
+            query = query.where(Delivery.status == IN_DOUBT)
+        for d, email in session.execute(query.limit(limit)):
+            click.echo(
+                f"{d.ref}  {d.status:9} {d.campaign_key}/{d.step_key}  {email}  "
+                f"{(d.sent_at or d.updated_at):%Y-%m-%d %H:%M}"
+                + (f"  {d.error}" if d.error else "")
+            )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def stats(app: App, as_json: bool) -> None:
+    """Plain numbers: subscribers by status, emails by campaign, step and status."""
+    with Session(app.engine) as session:
+        people = dict(
+            session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+            .tuples()
+            .all()
+        )
+        rows = session.execute(
+            select(
+                Delivery.campaign_key, Delivery.step_key, Delivery.status, func.count()
+            ).group_by(Delivery.campaign_key, Delivery.step_key, Delivery.status)
+        ).all()
+    table: dict[str, dict[str, int]] = {}
+    for campaign, step, status, count in rows:
+        table.setdefault(f"{campaign}/{step}", {})[status] = count
+    if as_json:
+        click.echo(json.dumps({"subscribers": people, "steps": table}, indent=2))
+        return
+    click.echo(
+        "subscribers: " + (", ".join(f"{n} {s}" for s, n in sorted(people.items())) or "none")
+    )
+    order = {
+        f"{c.key}/{s.key}": i
+        for i, (c, s) in enumerate((c, s) for c in app.config.campaigns for s in c.steps)
+    }
+    statuses = ("sent", "skipped", "deferred", "failed", "in_doubt", "claimed")
+    click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in statuses))
+    for key in sorted(table, key=lambda k: order.get(k, 1_000_000)):
+        click.echo(f"{key:40}" + "".join(f"{table[key].get(s, 0):>10}" for s in statuses))
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.pass_obj
+def db_upgrade(app: App) -> None:
+    """Apply pending migrations (also done automatically on first use)."""
+    engine = db.make_engine(app.settings.database_url)
+    db.upgrade(engine)
+    click.echo(f"database at revision {db.current_revision(engine)}")
+
+
+@main.command("audit")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+def audit_log(app: App, limit: int) -> None:
+    """The newest audit log entries."""
+    with Session(app.engine) as session:
+        for entry in session.scalars(
+            select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        ):
+            click.echo(
+                f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor:12} {entry.action:24} "
+                f"{entry.subscriber_id or '-':>6}  {entry.detail}"
+            )
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("drip-demo"),
+    show_default=True,
+    help="Where the demo database and outbox go.",
+)
+@click.option("--weeks", default=6, show_default=True, help="Simulated weeks to run.")
+@click.pass_obj
+def demo(app: App, folder: Path, weeks: int) -> None:
+    """Sample patients, simulated weeks of `drip send`, every email in an outbox."""
+    from .demo import run_demo
+
+    index = run_demo(app.settings.config_path, folder, weeks=weeks, echo=click.echo)
+    click.echo(f"\nOpen {index} in a browser to read every email as the patients got it.")

@@ -1,0 +1,613 @@
+"""Load and validate campaigns.toml, the clinic marketer's file.
+
+Every problem is collected and reported at once, each with the file, the line and
+the field path (`campaign[0].step[2].delay`), so a marketer fixes the file in one
+pass. A file with any problem yields no Config: nothing can be sent from it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import getaddresses, parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .durations import parse_duration
+from .rules import EVERYONE, RULE_KINDS, Rule
+from .tomlpos import field_lines, line_for
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RED_FLAG_LEVELS = ("emergency", "urgent", "soon")
+KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+
+DEFAULT_BANNED_SUBJECT_WORDS = (
+    "cramp",
+    "cramps",
+    "vein",
+    "veins",
+    "varicose",
+    "venous",
+    "swelling",
+    "swollen",
+    "ulcer",
+    "sore",
+    "clot",
+    "thrombosis",
+    "dvt",
+    "embolism",
+    "insufficiency",
+    "edema",
+    "oedema",
+    "disease",
+    "diagnosis",
+    "symptom",
+    "symptoms",
+    "pain",
+    "itching",
+    "itchy",
+    "leg",
+    "legs",
+    "compression",
+    "stockings",
+    "pregnancy",
+)
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Hours [start, end) on allowed weekdays (0 = Monday), in the subscriber's time zone."""
+
+    start_hour: int = 9
+    end_hour: int = 18
+    weekdays: frozenset[int] = frozenset(range(7))
+
+    def describe(self) -> str:
+        days = ",".join(WEEKDAYS[d] for d in sorted(self.weekdays))
+        return f"{self.start_hour:02d}:00-{self.end_hour:02d}:00 {days}"
+
+
+@dataclass(frozen=True)
+class Clinic:
+    name: str
+    postal_address: str
+    from_address: str
+    reply_to: str
+    base_url: str
+    timezone: str
+    send_window: SendWindow
+    phone: str = ""
+    booking_url: str = ""
+    emergency_number: str = "911"
+    unsubscribe_mailto: str = ""
+    min_gap: timedelta = timedelta(hours=12)
+
+    @property
+    def from_email(self) -> str:
+        return parseaddr(self.from_address)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.from_email.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    key: str
+    label: str
+    level: str
+    advice: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    subject: str
+    preheader: str
+    template: str
+    delay: timedelta
+    when: Rule | None = None
+    send_window: SendWindow | None = None
+
+
+@dataclass(frozen=True)
+class Campaign:
+    key: str
+    name: str
+    audience: Rule
+    steps: tuple[Step, ...]
+    kind: str = "drip"  # "drip" runs on the schedule; "urgent" is sent at once on signup
+
+    def step(self, key: str) -> Step:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
+class Quality:
+    max_grade: float = 8.0
+    banned_subject_words: tuple[str, ...] = DEFAULT_BANNED_SUBJECT_WORDS
+    allowed_asset_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    clinic: Clinic
+    symptoms: dict[str, str]
+    red_flags: dict[str, RedFlag]
+    campaigns: tuple[Campaign, ...]
+    quality: Quality = field(default_factory=Quality)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.path.parent / "templates" / "emails"
+
+    def campaign(self, key: str) -> Campaign:
+        for campaign in self.campaigns:
+            if campaign.key == key:
+                return campaign
+        raise KeyError(key)
+
+    def drip_campaigns(self) -> tuple[Campaign, ...]:
+        return tuple(c for c in self.campaigns if c.kind == "drip")
+
+    def schedule_fingerprint(self) -> str:
+        """Changes whenever anything that decides *when* a step is due changes."""
+        shape = {
+            "window": _window_shape(self.clinic.send_window),
+            "tz": self.clinic.timezone,
+            "gap": self.clinic.min_gap.total_seconds(),
+            "campaigns": [
+                [
+                    c.key,
+                    c.kind,
+                    [c.audience.describe()],
+                    [
+                        [
+                            s.key,
+                            s.delay.total_seconds(),
+                            _window_shape(s.send_window) if s.send_window else None,
+                        ]
+                        for s in c.steps
+                    ],
+                ]
+                for c in self.campaigns
+            ],
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _window_shape(w: SendWindow) -> list[Any]:
+    return [w.start_hour, w.end_hour, sorted(w.weekdays)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """campaigns.toml has problems; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        count = len(problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in the configuration:\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
+
+
+class _Checker:
+    """Collects problems while walking the raw TOML data."""
+
+    def __init__(self, path: Path, text: str):
+        self.file = str(path)
+        self.lines = field_lines(text)
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(self.file, line_for(self.lines, path), path, message))
+
+    def table(self, data: Any, path: str) -> dict[str, Any]:
+        if isinstance(data, dict):
+            return data
+        self.add(path, f"must be a table, not {_kind(data)}")
+        return {}
+
+    def unknown_keys(self, data: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
+        for key in data:
+            if key not in allowed:
+                hint = _did_you_mean(key, allowed)
+                where = f"{path}.{key}" if path else key
+                self.add(where, f"unknown field {key!r}{hint}")
+
+    def string(
+        self, data: dict[str, Any], key: str, path: str, required: bool = True, default: str = ""
+    ) -> str:
+        where = f"{path}.{key}"
+        if key not in data:
+            if required:
+                self.add(where, "is required")
+            return default
+        value = data[key]
+        if not isinstance(value, str):
+            self.add(where, f"must be a string, not {_kind(value)}")
+            return default
+        if required and not value.strip():
+            self.add(where, "must not be empty")
+        if "\r" in value or ("\n" in value and key not in ("postal_address", "advice")):
+            self.add(where, "must be a single line")
+        return value.strip()
+
+    def symptom_list(self, value: Any, path: str, vocabulary: dict[str, str]) -> frozenset[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.add(path, f"must be a list of symptom keys, not {_kind(value)}")
+            return frozenset()
+        for i, key in enumerate(value):
+            if key not in vocabulary:
+                hint = _did_you_mean(key, tuple(vocabulary))
+                self.add(f"{path}[{i}]", f"unknown symptom {key!r}{hint}")
+        return frozenset(value)
+
+    def rule(self, value: Any, path: str, vocabulary: dict[str, str]) -> Rule:
+        data = self.table(value, path)
+        self.unknown_keys(data, path, RULE_KINDS)
+        clauses = {
+            k: self.symptom_list(data[k], f"{path}.{k}", vocabulary)
+            for k in RULE_KINDS
+            if k in data
+        }
+        return Rule(**clauses)
+
+    def window(self, value: Any, path: str, base: SendWindow) -> SendWindow:
+        data = self.table(value, path)
+        self.unknown_keys(data, path, ("start", "end", "days"))
+        start = self.hour(data.get("start", base.start_hour), f"{path}.start")
+        end = self.hour(data.get("end", base.end_hour), f"{path}.end")
+        if start >= end:
+            self.add(
+                path, f"start ({start}) must be before end ({end}); windows cannot cross midnight"
+            )
+        days = base.weekdays
+        if "days" in data:
+            raw = data["days"]
+            if not isinstance(raw, list) or not raw:
+                self.add(f"{path}.days", 'must be a non-empty list like ["mon", "tue"]')
+            else:
+                picked = set()
+                for i, day in enumerate(raw):
+                    name = str(day).lower()[:3]
+                    if name in WEEKDAYS:
+                        picked.add(WEEKDAYS.index(name))
+                    else:
+                        self.add(
+                            f"{path}.days[{i}]",
+                            f"unknown weekday {day!r}; use " + ", ".join(WEEKDAYS),
+                        )
+                days = frozenset(picked) or base.weekdays
+        return SendWindow(start, end, days)
+
+    def hour(self, value: Any, path: str) -> int:
+        if isinstance(value, str) and re.fullmatch(r"\d{1,2}:00", value):
+            value = int(value.split(":")[0])
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 24:
+            self.add(path, f'must be an hour from 0 to 24 (or "09:00"), not {value!r}')
+            return 0
+        return value
+
+    def duration(
+        self, data: dict[str, Any], key: str, path: str, default: timedelta | None = None
+    ) -> timedelta:
+        where = f"{path}.{key}"
+        if key not in data:
+            if default is None:
+                self.add(where, 'is required (for example "3d")')
+            return default or timedelta(0)
+        try:
+            if not isinstance(data[key], str):
+                raise ValueError(f'must be a string like "3d", not {_kind(data[key])}')
+            value = parse_duration(data[key])
+        except ValueError as exc:
+            self.add(where, str(exc))
+            return timedelta(0)
+        if value < timedelta(0):
+            self.add(where, "must not be negative")
+        return value
+
+
+def _kind(value: Any) -> str:
+    names = {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+        dict: "a table",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate campaigns.toml. Raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    "",
+                    "file not found (set DRIP_CONFIG "
+                    "or run drip in the folder that holds campaigns.toml)",
+                )
+            ]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, "", f"is not UTF-8 text: {exc}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigError([Problem(str(path), line, "", f"is not valid TOML: {exc}")]) from None
+    return _build(path, text, data)
+
+
+TOP_LEVEL = ("clinic", "symptoms", "red_flags", "campaign", "quality")
+CLINIC_FIELDS = (
+    "name",
+    "postal_address",
+    "from",
+    "reply_to",
+    "base_url",
+    "timezone",
+    "send_window",
+    "phone",
+    "booking_url",
+    "emergency_number",
+    "unsubscribe_mailto",
+    "min_gap",
+)
+CAMPAIGN_FIELDS = ("key", "name", "audience", "step", "kind")
+STEP_FIELDS = ("key", "subject", "preheader", "template", "delay", "when", "send_window")
+
+
+def _build(path: Path, text: str, data: dict[str, Any]) -> Config:
+    c = _Checker(path, text)
+    c.unknown_keys(data, "", TOP_LEVEL)
+    clinic = _clinic(c, c.table(data.get("clinic", {}), "clinic"), "clinic" in data)
+    symptoms = _symptoms(c, data)
+    red_flags = _red_flags(c, data)
+    templates_dir = path.parent / "templates" / "emails"
+    campaigns = _campaigns(c, data, symptoms, clinic.send_window, templates_dir)
+    quality = _quality(c, c.table(data.get("quality", {}), "quality"))
+    if c.problems:
+        raise ConfigError(c.problems)
+    return Config(path, clinic, symptoms, red_flags, campaigns, quality)
+
+
+def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:
+    if not present:
+        c.add("clinic", "the [clinic] table is required (name, postal_address, from, ...)")
+    c.unknown_keys(data, "clinic", CLINIC_FIELDS)
+    name = c.string(data, "name", "clinic")
+    address = c.string(data, "postal_address", "clinic")
+    sender = c.string(data, "from", "clinic")
+    if sender and "@" not in parseaddr(sender)[1]:
+        c.add(
+            "clinic.from",
+            f'{sender!r} is not an email address like "Clinic Name <news@clinic.example>"',
+        )
+    reply_to = c.string(data, "reply_to", "clinic", required=False, default=sender)
+    if reply_to and not all("@" in a for _, a in getaddresses([reply_to])):
+        c.add("clinic.reply_to", f"{reply_to!r} is not an email address")
+    base_url = c.string(data, "base_url", "clinic").rstrip("/")
+    if base_url and not re.match(r"^https?://[^\s/]+", base_url):
+        c.add("clinic.base_url", "must be an absolute URL like https://clinic.example")
+    timezone = c.string(data, "timezone", "clinic", required=False, default="UTC")
+    if not valid_timezone(timezone):
+        c.add(
+            "clinic.timezone",
+            f'unknown time zone {timezone!r}; use an IANA name like "America/Chicago"',
+        )
+    window = SendWindow()
+    if "send_window" in data:
+        window = c.window(data["send_window"], "clinic.send_window", window)
+    booking = c.string(data, "booking_url", "clinic", required=False)
+    if booking and not booking.startswith("https://"):
+        c.add("clinic.booking_url", "must be an https:// URL")
+    mailto = c.string(data, "unsubscribe_mailto", "clinic", required=False)
+    if mailto and "@" not in mailto:
+        c.add("clinic.unsubscribe_mailto", "must be an email address")
+    return Clinic(
+        name=name,
+        postal_address=address,
+        from_address=sender,
+        reply_to=reply_to,
+        base_url=base_url,
+        timezone=timezone,
+        send_window=window,
+        phone=c.string(data, "phone", "clinic", required=False),
+        booking_url=booking,
+        emergency_number=c.string(
+            data, "emergency_number", "clinic", required=False, default="911"
+        ),
+        unsubscribe_mailto=mailto,
+        min_gap=c.duration(data, "min_gap", "clinic", default=timedelta(hours=12)),
+    )
+
+
+def valid_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _symptoms(c: _Checker, data: dict[str, Any]) -> dict[str, str]:
+    raw = c.table(data.get("symptoms", {}), "symptoms")
+    if not raw:
+        c.add("symptoms", "the [symptoms] table must list at least one symptom")
+    symptoms: dict[str, str] = {}
+    for key, label in raw.items():
+        if not KEY_PATTERN.match(key):
+            c.add(f"symptoms.{key}", "keys are lower-case letters, digits, _ and -")
+        if not isinstance(label, str) or not label.strip():
+            c.add(f"symptoms.{key}", "must be the label patients see, as a string")
+            continue
+        symptoms[key] = label.strip()
+    return symptoms
+
+
+def _red_flags(c: _Checker, data: dict[str, Any]) -> dict[str, RedFlag]:
+    raw = c.table(data.get("red_flags", {}), "red_flags")
+    flags: dict[str, RedFlag] = {}
+    for key, value in raw.items():
+        path = f"red_flags.{key}"
+        entry = c.table(value, path)
+        c.unknown_keys(entry, path, ("label", "level", "advice"))
+        label = c.string(entry, "label", path)
+        level = c.string(entry, "level", path)
+        if level and level not in RED_FLAG_LEVELS:
+            c.add(
+                f"{path}.level",
+                f"must be one of {', '.join(RED_FLAG_LEVELS)}, not "
+                f"{level!r}{_did_you_mean(level, RED_FLAG_LEVELS)}",
+            )
+        if key in data.get("symptoms", {}):
+            c.add(path, f"{key!r} is both a symptom and a red flag; use one")
+        flags[key] = RedFlag(key, label, level, c.string(entry, "advice", path, required=False))
+    return flags
+
+
+def _campaigns(
+    c: _Checker,
+    data: dict[str, Any],
+    symptoms: dict[str, str],
+    clinic_window: SendWindow,
+    templates_dir: Path,
+) -> tuple[Campaign, ...]:
+    raw = data.get("campaign", [])
+    if not isinstance(raw, list):
+        c.add("campaign", "write campaigns as [[campaign]] tables")
+        return ()
+    # red flags may steer rules too (an urgent campaign's audience is a red flag)
+    vocabulary = {**symptoms, **{k: "" for k in c.table(data.get("red_flags", {}), "")}}
+    campaigns: list[Campaign] = []
+    seen: set[str] = set()
+    for i, value in enumerate(raw):
+        path = f"campaign[{i}]"
+        entry = c.table(value, path)
+        c.unknown_keys(entry, path, CAMPAIGN_FIELDS)
+        key = c.string(entry, "key", path)
+        if key and not KEY_PATTERN.match(key):
+            c.add(f"{path}.key", "keys are lower-case letters, digits, _ and -")
+        if key in seen:
+            c.add(f"{path}.key", f"campaign key {key!r} is used twice")
+        seen.add(key)
+        kind = c.string(entry, "kind", path, required=False, default="drip")
+        if kind not in ("drip", "urgent"):
+            c.add(f"{path}.kind", f'must be "drip" or "urgent", not {kind!r}')
+        audience = (
+            c.rule(entry["audience"], f"{path}.audience", vocabulary)
+            if "audience" in entry
+            else EVERYONE
+        )
+        steps = _steps(c, entry.get("step", []), path, vocabulary, clinic_window, templates_dir)
+        campaigns.append(Campaign(key, c.string(entry, "name", path), audience, steps, kind))
+    return tuple(campaigns)
+
+
+def _steps(
+    c: _Checker,
+    raw: Any,
+    path: str,
+    vocabulary: dict[str, str],
+    clinic_window: SendWindow,
+    templates_dir: Path,
+) -> tuple[Step, ...]:
+    if not isinstance(raw, list) or not raw:
+        c.add(f"{path}.step", "a campaign needs at least one [[campaign.step]]")
+        return ()
+    steps: list[Step] = []
+    seen: set[str] = set()
+    for j, value in enumerate(raw):
+        where = f"{path}.step[{j}]"
+        entry = c.table(value, where)
+        c.unknown_keys(entry, where, STEP_FIELDS)
+        key = c.string(entry, "key", where)
+        if key and not KEY_PATTERN.match(key):
+            c.add(f"{where}.key", "keys are lower-case letters, digits, _ and -")
+        if key in seen:
+            c.add(f"{where}.key", f"step key {key!r} is used twice in this campaign")
+        seen.add(key)
+        template = c.string(entry, "template", where)
+        if template and not (templates_dir / f"{template}.mjml").is_file():
+            known = sorted(
+                p.stem for p in templates_dir.glob("*.mjml") if not p.stem.startswith("_")
+            )
+            c.add(
+                f"{where}.template",
+                f"no template {template}.mjml in {templates_dir}" + _did_you_mean(template, known),
+            )
+        steps.append(
+            Step(
+                key=key,
+                subject=c.string(entry, "subject", where),
+                preheader=c.string(entry, "preheader", where, required=False),
+                template=template,
+                delay=c.duration(entry, "delay", where),
+                when=c.rule(entry["when"], f"{where}.when", vocabulary)
+                if "when" in entry
+                else None,
+                send_window=(
+                    c.window(entry["send_window"], f"{where}.send_window", clinic_window)
+                    if "send_window" in entry
+                    else None
+                ),
+            )
+        )
+    return tuple(steps)
+
+
+def _quality(c: _Checker, data: dict[str, Any]) -> Quality:
+    c.unknown_keys(data, "quality", ("max_grade", "banned_subject_words", "allowed_asset_hosts"))
+    q = Quality()
+    grade = data.get("max_grade", q.max_grade)
+    if isinstance(grade, bool) or not isinstance(grade, int | float) or not 1 <= grade <= 20:
+        c.add("quality.max_grade", f"must be a grade from 1 to 20, not {grade!r}")
+        grade = q.max_grade
+    words = data.get("banned_subject_words", list(q.banned_subject_words))
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        c.add("quality.banned_subject_words", "must be a list of words")
+        words = list(q.banned_subject_words)
+    hosts = data.get("allowed_asset_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        c.add("quality.allowed_asset_hosts", "must be a list of host names")
+        hosts = []
+    return Quality(float(grade), tuple(w.lower() for w in words), tuple(hosts))

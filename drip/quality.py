@@ -1,0 +1,142 @@
+"""Quality gates for one rendered email: law, privacy, safety, readability, markup.
+
+Each gate returns a sentence a marketer can act on. The gates:
+- reading level of the text at or below `[quality] max_grade` (Flesch-Kincaid);
+- no condition or symptom words in the subject or preheader (lock screens);
+- postal address, unsubscribe link, preferences link, a "general information, not
+  a diagnosis" line and the emergency number in every email;
+- absolute https links; alt text on images; `lang` and a title on the HTML;
+  nothing loaded from another host unless allowed;
+- a plain-text part with no stray markup.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import urlparse
+
+import textstat
+
+from .config import Campaign, Config, Step
+from .render import RenderedEmail
+
+DISCLAIMER = re.compile(r"general (health )?information|not (a )?(diagnosis|medical advice)", re.I)
+_URL = re.compile(r"https?://\S+")
+
+
+@dataclass(frozen=True)
+class EmailFacts:
+    campaign: str
+    step: str
+    subject: str
+    grade: float
+    words: int
+
+
+class _Markup(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.assets: list[str] = []
+        self.images_without_alt = 0
+        self.lang = ""
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "html":
+            self.lang = a.get("lang") or ""
+        elif tag == "title":
+            self._in_title = True
+        elif tag == "a" and a.get("href"):
+            self.links.append(a["href"] or "")
+        elif tag == "img":
+            self.assets.append(a.get("src") or "")
+            if not (a.get("alt") or "").strip():
+                self.images_without_alt += 1
+        elif tag in ("link", "script", "iframe") and (a.get("href") or a.get("src")):
+            self.assets.append(a.get("href") or a.get("src") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+def reading_text(text: str) -> str:
+    """The prose a patient reads: no URLs, no lines that are only links or labels."""
+    lines = []
+    for line in text.splitlines():
+        line = _URL.sub("", line).strip(" *:-")
+        if len(line.split()) >= 3:
+            lines.append(line if line.endswith((".", "!", "?", ":")) else line + ".")
+    return "\n".join(lines)
+
+
+def gate_email(
+    config: Config, campaign: Campaign, step: Step, email: RenderedEmail, profile: str
+) -> tuple[EmailFacts, list[str]]:
+    issues: list[str] = []
+    quality, clinic = config.quality, config.clinic
+    prose = reading_text(email.text)
+    grade = round(textstat.flesch_kincaid_grade(prose), 1) if prose else 0.0
+    words = textstat.lexicon_count(prose)
+    if grade > quality.max_grade and campaign.kind == "drip":
+        issues.append(
+            f"reads at grade {grade}, above the limit of {quality.max_grade:g} "
+            f"(profile {profile!r}); use shorter sentences and common words"
+        )
+
+    for label, value in (("subject", email.subject), ("preheader", email.preheader)):
+        found = sorted(
+            {w for w in re.findall(r"[a-z]+", value.lower()) if w in quality.banned_subject_words}
+        )
+        if found:
+            issues.append(
+                f"{label} {value!r} names a condition ({', '.join(found)}); "
+                "subjects show on lock screens: keep health words out"
+            )
+
+    text_and_html = email.text + email.html
+    first_address_line = clinic.postal_address.splitlines()[0].strip()
+    if first_address_line not in email.text or first_address_line not in email.html:
+        issues.append("the clinic's postal address is missing (CAN-SPAM)")
+    for name, needle in (("unsubscribe", "/u/"), ("preferences", "/p/")):
+        if needle not in email.html or needle not in email.text:
+            issues.append(f"no {name} link (use {{{{ {name}_url }}}})")
+    if not DISCLAIMER.search(email.text):
+        issues.append("no line saying this is general information, not a diagnosis")
+    if clinic.emergency_number not in text_and_html:
+        issues.append(f"no emergency line (the number {clinic.emergency_number})")
+
+    markup = _Markup()
+    markup.feed(email.html)
+    allowed = {urlparse(clinic.base_url).hostname, *quality.allowed_asset_hosts}
+    if clinic.booking_url:
+        allowed.add(urlparse(clinic.booking_url).hostname)
+    for href in markup.links:
+        if href.startswith("mailto:") or href.startswith("tel:"):
+            continue
+        if not href.startswith("https://"):
+            issues.append(f"link {href[:80]!r} is not an absolute https:// URL")
+    for src in markup.assets:
+        if urlparse(src).hostname not in allowed:
+            issues.append(
+                f"{src[:80]!r} loads from another host; allow it in "
+                "[quality] allowed_asset_hosts or host it yourself"
+            )
+    if markup.images_without_alt:
+        issues.append(f"{markup.images_without_alt} image(s) without alt text")
+    if not markup.lang:
+        issues.append('the HTML has no lang attribute (use <mjml lang="en">)')
+    if not markup.title.strip():
+        issues.append("the HTML has no title (use <mj-title>)")
+    if re.search(r"<[a-z/][^>]*>|\{\{|\{%|&[a-z]+;", email.text):
+        issues.append("the plain-text part has stray markup")
+    return EmailFacts(campaign.key, step.key, email.subject, grade, words), issues

@@ -1,0 +1,273 @@
+"""Turn a step's MJML+Jinja template into the HTML and text a subscriber receives.
+
+MJML is compiled to HTML once per template per run (mjml-python, ~0.05 ms), the
+result is compiled as a Jinja template, and only the cheap Jinja render runs per
+subscriber. The plain-text part comes from an authored `<name>.txt` template when
+there is one, else from the compiled HTML converted to text once (inscriptis);
+the Jinja tags survive that conversion, so text is rendered per subscriber too.
+
+Each email is `_layout.mjml` with the step's template included where the layout
+says `<mj-include path="content" />`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mjml
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
+from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import Template as JinjaTemplate
+
+from .config import Campaign, Config, Step
+from .mjml_lint import lint_mjml
+
+LAYOUT = "_layout"
+CONTENT_INCLUDE = "content"
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be used, with the file and line to look at."""
+
+    def __init__(self, template: str, line: int | None, message: str):
+        self.template, self.line, self.message = template, line, message
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    name: str
+    html: JinjaTemplate
+    text: JinjaTemplate
+    variables: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+def _text_config() -> ParserConfig:
+    return ParserConfig(css=CSS_PROFILES["strict"], display_links=True, display_anchors=False)
+
+
+class Renderer:
+    """Compiles each template once and renders it for many subscribers."""
+
+    def __init__(self, templates_dir: Path):
+        self.dir = templates_dir
+        self.html_env = Environment(
+            undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True
+        )
+        self.text_env = Environment(undefined=StrictUndefined, autoescape=False)
+        self._cache: dict[str, Compiled] = {}
+        self._lines: dict[str, JinjaTemplate] = {}  # subjects and preheaders
+        self.compilations = 0  # how many MJML compiles this renderer did (once per template)
+
+    # -- compile (once per template) -------------------------------------------------
+
+    def source(self, name: str) -> str:
+        path = self.dir / f"{name}.mjml"
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise TemplateProblem(str(path), None, "template file not found") from None
+
+    def compile(self, name: str) -> Compiled:
+        if name not in self._cache:
+            self._cache[name] = self._compile(name)
+        return self._cache[name]
+
+    def _compile(self, name: str) -> Compiled:
+        layout_src, body_src = self.source(LAYOUT), self.source(name)
+        sources = {self._label(LAYOUT): layout_src, self._label(name): body_src}
+        variables: set[str] = set()
+        for label, src in sources.items():
+            variables |= self._check_source(label, src)
+        includes: dict[str, str] = {}
+
+        def loader(path: str) -> str:
+            if path == CONTENT_INCLUDE:
+                return body_src
+            safe = Path(path).name  # includes stay inside templates/emails
+            text = self.source(safe.removesuffix(".mjml"))
+            includes[safe] = text
+            return text
+
+        try:
+            html = mjml.mjml2html(layout_src, include_loader=loader)
+        except Exception as exc:  # MRML raises ValueError with its own message
+            raise TemplateProblem(
+                self._label(name), None, f"MJML could not compile it: {exc}"
+            ) from None
+        self.compilations += 1
+        for label, src in ((f"{self.dir}/{n}", s) for n, s in includes.items()):
+            variables |= self._check_source(label, src)
+
+        try:
+            html_template = self.html_env.from_string(html)
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(
+                self._label(name),
+                None,
+                "MJML changed the Jinja so it no longer parses "
+                f"({exc.message}); see README, 'Jinja inside MJML'",
+            ) from None
+        lost = variables - meta.find_undeclared_variables(self.html_env.parse(html))
+        if lost:
+            raise TemplateProblem(
+                self._label(name),
+                None,
+                f"MJML dropped the Jinja using {', '.join(sorted(lost))} (Jinja in an "
+                "attribute MJML rewrites, e.g. a width); see README, 'Jinja inside MJML'",
+            )
+        return Compiled(name, html_template, self._text_template(name, html), frozenset(variables))
+
+    def _label(self, name: str) -> str:
+        return str(self.dir / f"{name}.mjml")
+
+    def _check_source(self, label: str, src: str) -> set[str]:
+        """Jinja syntax and MJML pitfalls, reported at the source line."""
+        try:
+            ast = self.html_env.parse(src)
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(label, exc.lineno, exc.message or "Jinja syntax error") from None
+        for line, message in lint_mjml(src):
+            raise TemplateProblem(label, line, message)
+        return set(meta.find_undeclared_variables(ast))
+
+    def _text_template(self, name: str, html: str) -> JinjaTemplate:
+        authored = self.dir / f"{name}.txt"
+        if authored.is_file():
+            src = authored.read_text(encoding="utf-8")
+            label = str(authored)
+        else:
+            src = html_to_text(html)
+            label = self._label(name) + " (text part)"
+        try:
+            return self.text_env.from_string(src)
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(label, exc.lineno, exc.message or "Jinja syntax error") from None
+
+    # -- render (per subscriber) -----------------------------------------------------
+
+    def _line_template(self, source: str) -> JinjaTemplate:
+        if source not in self._lines:
+            self._lines[source] = self.text_env.from_string(source)
+        return self._lines[source]
+
+    def render(self, step: Step, context: Mapping[str, Any]) -> RenderedEmail:
+        compiled = self.compile(step.template)
+        try:
+            subject = one_line(self._line_template(step.subject).render(context))
+            preheader = one_line(self._line_template(step.preheader).render(context))
+            full = {**context, "subject": subject, "preheader": preheader}
+            html = compiled.html.render(full)
+            text = tidy_text(compiled.text.render(full))
+        except UndefinedError as exc:
+            raise TemplateProblem(
+                self._label(step.template), None, f"undefined variable: {exc.message}"
+            ) from None
+        return RenderedEmail(subject, preheader, html, text)
+
+
+_MD_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\n]+)\)")
+_BLANKS = re.compile(r"\n{3,}")
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from email HTML: links as 'label: url', no padding."""
+    text = get_text(html, _text_config())
+    text = _MD_LINK.sub(
+        lambda m: f"{m.group(1)}: {m.group(2)}" if m.group(1).strip() else m.group(2), text
+    )
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
+
+
+def tidy_text(text: str) -> str:
+    """Strip lines and squeeze the blank lines left where Jinja blocks were."""
+    lines = "\n".join(
+        line.strip() if not line.lstrip().startswith("*") else line.rstrip()
+        for line in text.splitlines()
+    )
+    return _BLANKS.sub("\n\n", lines).strip() + "\n"
+
+
+def one_line(value: str) -> str:
+    """Header-safe: any CR, LF or run of whitespace becomes one space."""
+    return " ".join(value.split())
+
+
+def step_number(campaign: Campaign, step: Step) -> int:
+    return campaign.steps.index(step) + 1
+
+
+def base_context(config: Config) -> dict[str, Any]:
+    """What every email's Jinja context holds regardless of the subscriber."""
+    clinic = config.clinic
+    return {
+        "clinic": {
+            "name": clinic.name,
+            "postal_address": clinic.postal_address,
+            "address_lines": [
+                ln.strip() for ln in clinic.postal_address.splitlines() if ln.strip()
+            ],
+            "phone": clinic.phone,
+            "booking_url": clinic.booking_url or clinic.base_url,
+            "base_url": clinic.base_url,
+            "emergency_number": clinic.emergency_number,
+            "reply_to": clinic.reply_to,
+        },
+    }
+
+
+def subscriber_context(
+    config: Config,
+    *,
+    first_name: str | None,
+    symptoms: set[str],
+    links: Mapping[str, str],
+    campaign: Campaign | None = None,
+    step: Step | None = None,
+) -> dict[str, Any]:
+    """The full Jinja context for one subscriber and one step."""
+    context = base_context(config)
+    context.update(links)
+    context["first_name"] = one_line(first_name or "")
+    context["symptoms"] = {key: key in symptoms for key in config.symptoms}
+    context["red_flags"] = {key: key in symptoms for key in config.red_flags}
+    if campaign is not None and step is not None:
+        context["step"] = {
+            "key": step.key,
+            "number": step_number(campaign, step),
+            "total": len(campaign.steps),
+            "campaign": campaign.name,
+        }
+    return context
+
+
+# Every name a template may use; `drip check` flags anything else by name and line.
+KNOWN_VARIABLES = frozenset(
+    {
+        "clinic",
+        "first_name",
+        "symptoms",
+        "red_flags",
+        "step",
+        "subject",
+        "preheader",
+        "unsubscribe_url",
+        "preferences_url",
+        "confirm_url",
+    }
+)

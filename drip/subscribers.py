@@ -1,0 +1,117 @@
+"""Subscriber records: add, find, suppress. Addresses are normalized once, here."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .config import Config, valid_timezone
+from .models import ACTIVE, PENDING, Subscriber, Suppression, Symptom
+
+MAX_NAME = 100
+
+
+class InvalidSubscriber(ValueError):
+    """Input that cannot become a subscriber; the message is safe to show a person."""
+
+
+def normalize_email(raw: str) -> str:
+    """Syntax-check and normalize (lower-case domain, IDNA) with email-validator."""
+    if "\r" in raw or "\n" in raw:
+        raise InvalidSubscriber("That email address is not valid.")
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidSubscriber(f"That email address is not valid: {exc}") from None
+    local, _, domain = result.normalized.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def clean_name(raw: str | None) -> str | None:
+    """A first name safe for headers and markup: one line, no control characters.
+
+    HTML in it is kept as text; Jinja autoescape shows it literally in emails.
+    """
+    if not raw:
+        return None
+    name = "".join(ch for ch in raw if ch.isprintable()).strip()
+    name = " ".join(name.split())[:MAX_NAME]
+    return name or None
+
+
+def address_hash(email: str) -> str:
+    """Stable across secret rotation and subscriber erasure (unsalted by design)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    return session.get(Suppression, address_hash(email)) is not None
+
+
+def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
+    key = address_hash(email)
+    if session.get(Suppression, key) is None:
+        session.add(Suppression(address_hash=key, reason=reason, created_at=now))
+
+
+def check_symptoms(config: Config, keys: Iterable[str]) -> set[str]:
+    chosen = {k.strip() for k in keys if k.strip()}
+    known = set(config.symptoms) | set(config.red_flags)
+    unknown = chosen - known
+    if unknown:
+        raise InvalidSubscriber(
+            f"unknown symptom key(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return chosen
+
+
+def find(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email == normalize_email(email)))
+
+
+def create(
+    session: Session,
+    config: Config,
+    *,
+    email: str,
+    symptoms: Iterable[str],
+    now: datetime,
+    first_name: str | None = None,
+    timezone: str | None = None,
+    confirmed: bool = False,
+    source: str = "cli",
+    actor: str = "cli",
+) -> Subscriber:
+    """A new subscriber, pending until confirmed (or active with `confirmed`)."""
+    address = normalize_email(email)
+    tz = timezone or config.clinic.timezone
+    if not valid_timezone(tz):
+        raise InvalidSubscriber(f"unknown time zone {tz!r}")
+    if find(session, address) is not None:
+        raise InvalidSubscriber(f"{address} is already a subscriber")
+    sub = Subscriber(
+        public_id=secrets.token_hex(16),
+        email=address,
+        first_name=clean_name(first_name),
+        timezone=tz,
+        status=ACTIVE if confirmed else PENDING,
+        created_at=now,
+        confirmed_at=now if confirmed else None,
+        source=source,
+        soft_bounces=0,
+    )
+    sub.symptoms = [Symptom(key=k) for k in sorted(check_symptoms(config, symptoms))]
+    session.add(sub)
+    session.flush()
+    audit.record(
+        session, now, actor, "subscriber.created", sub.id, status=sub.status, source=source
+    )
+    return sub
