@@ -38,8 +38,8 @@ from .models import (
     Delivery,
     Enrollment,
     Subscriber,
-    Symptom,
     Suppression,
+    Symptom,
 )
 from .render import Renderer, subscriber_context
 from .schedule import (

@@ -11,8 +11,8 @@ A transport takes an Envelope and either returns (the server said 250) or raises
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
-import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -156,7 +156,7 @@ class SMTPTransport:
             code, resp = conn.mail(envelope.sender)
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise _StaleConnection(str(exc)) from None
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             self._drop()
             raise TemporaryFailure(f"timeout at MAIL FROM: {exc}") from None
         try:
@@ -168,12 +168,7 @@ class SMTPTransport:
             code, resp = conn.data(envelope.data)
             if code != 250:
                 self._fail(code, resp, "DATA", recipient=False)
-        except (
-            smtplib.SMTPServerDisconnected,
-            ConnectionError,
-            TimeoutError,
-            socket.timeout,
-        ) as exc:
+        except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
             self._drop()
             raise TemporaryFailure(
                 f"connection lost before the server accepted the "
@@ -205,10 +200,8 @@ class SMTPTransport:
     def close(self) -> None:
         if self._conn is None:
             return
-        try:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
             self._conn.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
         self._drop()
 
 
