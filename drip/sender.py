@@ -165,7 +165,7 @@ class Sender:
             )
             if only_subscriber is not None:
                 query = query.where(Subscriber.id == only_subscriber)
-            batch = session.execute(query).tuples().all()
+            batch = [(e, s) for e, s in session.execute(query)]
             if not batch:
                 return
             last_id = batch[-1][0].id

@@ -1,0 +1,121 @@
+"""Shared fixtures: a real SMTP server, a real SQLite file, the real `drip` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from drip.cli import main
+from mailsink import MailSink
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture
+def sink():
+    server = MailSink().start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Project:
+    """A folder with campaigns.toml, templates and a database, plus the env to use it."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "campaigns.toml"
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates" / "emails"
+
+    @property
+    def database_url(self) -> str:
+        return self.env["DRIP_DATABASE_URL"]
+
+    def cli(self, *args: str, input: str | None = None) -> Result:
+        """Run drip in-process (click's CliRunner) with this project's environment."""
+        return CliRunner().invoke(
+            main, list(args), env=self.env, input=input, catch_exceptions=False
+        )
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the real `drip` command in a separate process."""
+        return subprocess.run(
+            [sys.executable, "-m", "drip", *args],
+            env=self.full_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "drip", *args],
+            env=self.full_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def full_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def edit_config(self, old: str, new: str) -> None:
+        text = self.config.read_text()
+        assert old in text, old
+        self.config.write_text(text.replace(old, new, 1))
+
+
+def make_project(root: Path, source: Path, smtp_url: str | None = None) -> Project:
+    shutil.copy(source / "campaigns.toml", root / "campaigns.toml")
+    shutil.copytree(source / "templates", root / "templates")
+    env = {
+        "DRIP_CONFIG": str(root / "campaigns.toml"),
+        "DRIP_DATABASE_URL": f"sqlite:///{root / 'drip.db'}",
+        "DRIP_SECRET_KEY": SECRET,
+    }
+    if smtp_url:
+        env["DRIP_SMTP_URL"] = smtp_url
+    return Project(root, env)
+
+
+@pytest.fixture
+def project(tmp_path: Path, sink: MailSink) -> Project:
+    """The engine tests' fixed campaign, wired to the real SMTP sink."""
+    return make_project(tmp_path, FIXTURES / "basic", sink.url)
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, sink: MailSink) -> Project:
+    """The campaigns.toml and templates that ship with drip."""
+    root = tmp_path / "shipped"
+    root.mkdir()
+    shutil.copy(REPO / "campaigns.toml", root / "campaigns.toml")
+    shutil.copytree(REPO / "templates", root / "templates")
+    return make_project_from(root, sink.url)
+
+
+def make_project_from(root: Path, smtp_url: str) -> Project:
+    return Project(
+        root,
+        {
+            "DRIP_CONFIG": str(root / "campaigns.toml"),
+            "DRIP_DATABASE_URL": f"sqlite:///{root / 'drip.db'}",
+            "DRIP_SECRET_KEY": SECRET,
+            "DRIP_SMTP_URL": smtp_url,
+        },
+    )

@@ -1,0 +1,202 @@
+"""`drip send` end to end: real SMTP server, real SQLite file, simulated clock."""
+
+from __future__ import annotations
+
+import email.policy
+from email import message_from_bytes
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from drip.db import make_engine
+from drip.models import Delivery, Subscriber, Suppression
+
+# 2026-06-01 is a Monday; Chicago is UTC-5 in June, so 15:00Z is 10:00 local.
+MON_10 = "2026-06-01T15:00:00Z"
+
+
+def add(project, address="pat@example.org", symptoms="night_cramps", *extra):
+    result = project.cli(
+        "subscribers",
+        "add",
+        address,
+        "--symptoms",
+        symptoms,
+        "--confirmed",
+        "--now",
+        MON_10,
+        *extra,
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def deliveries(project):
+    with Session(make_engine(project.database_url)) as s:
+        return {(d.step_key, d.status) for d in s.scalars(select(Delivery))}
+
+
+def test_first_step_goes_out_with_every_required_header(project, sink):
+    add(project, "pat@example.org", "night_cramps", "--name", "Pat")
+    result = project.cli("send", "--now", MON_10)
+    assert result.exit_code == 0, result.output
+    assert "1 sent, 0 skipped, 0 deferred, 0 failed" in result.output
+    (msg,) = sink.received
+    parsed = message_from_bytes(msg.data, policy=email.policy.default)
+    assert msg.recipient == "pat@example.org"
+    assert parsed["Subject"] == "Welcome, here is what to expect"
+    assert parsed["From"] == "Test Vein Clinic <care@clinic.test>"
+    assert parsed["Reply-To"] == "frontdesk@clinic.test"
+    assert parsed["Date"] and parsed["Message-ID"].endswith("@clinic.test>")
+    unsub = parsed["List-Unsubscribe"]
+    assert unsub.startswith("<https://clinic.test/u/") and unsub.endswith(">")
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    ref = parsed["X-Drip-Ref"]
+    assert ref and ref in parsed["Message-ID"]
+    assert "night" not in unsub and "cramp" not in unsub  # no symptoms in URLs
+    # multipart/alternative: text first, html second
+    assert parsed.get_content_type() == "multipart/alternative"
+    text, html = parsed.iter_parts()
+    assert text.get_content_type() == "text/plain" and html.get_content_type() == "text/html"
+    assert "Hello Pat," in text.get_content() and "Hello Pat," in html.get_content()
+    assert "1 Test Street" in text.get_content() and "1 Test Street" in html.get_content()
+    assert unsub[1:-1] in html.get_content()  # the visible link is the same one-click URL
+    assert ("welcome", "sent") in deliveries(project)
+
+
+def test_steps_arrive_in_order_once_each_over_simulated_weeks(project, sink):
+    add(project, "walker@example.org", "walking_cramps")
+    add(project, "sleeper@example.org", "night_cramps")
+    # run every 3 hours for 3 weeks, like a slow cron
+    from datetime import datetime, timedelta
+
+    start = datetime.fromisoformat("2026-06-01T15:00:00+00:00")
+    for hours in range(0, 21 * 24, 3):
+        result = project.cli("send", "--now", (start + timedelta(hours=hours)).isoformat())
+        assert result.exit_code == 0, result.output
+    walker = [m.subject for m in sink.handler.to("walker@example.org")]
+    sleeper = [m.subject for m in sink.handler.to("sleeper@example.org")]
+    assert walker == [
+        "Welcome, here is what to expect",
+        "Why muscles tighten at night",
+        "A note about walking",
+        "Simple things to try at home",
+    ]
+    # the `walking` step's when-rule does not match: recorded as skipped, never sent
+    assert sleeper == [
+        "Welcome, here is what to expect",
+        "Why muscles tighten at night",
+        "Simple things to try at home",
+    ]
+    assert ("walking", "skipped") in deliveries(project)
+
+
+def test_nothing_is_sent_outside_the_window_then_it_goes_when_it_opens(project, sink):
+    add(project)
+    saturday_noon = "2026-06-06T17:00:00Z"  # weekends are outside the fixture's window
+    assert "0 sent" in project.cli("send", "--now", saturday_noon).output
+    monday_8am = "2026-06-08T13:00:00Z"  # 08:00 in Chicago, window opens at 09:00
+    assert "0 sent" in project.cli("send", "--now", monday_8am).output
+    assert "1 sent" in project.cli("send", "--now", "2026-06-08T14:00:00Z").output
+    assert len(sink.received) == 1
+
+
+def test_the_window_is_the_subscribers_own_time_zone(project, sink):
+    add(project, "tokyo@example.org", "night_cramps", "--timezone", "Asia/Tokyo")
+    add(project, "chicago@example.org", "night_cramps")
+    project.cli("send", "--now", MON_10)  # 10:00 Chicago = 00:00 Tuesday in Tokyo
+    assert [m.recipient for m in sink.received] == ["chicago@example.org"]
+    project.cli("send", "--now", "2026-06-02T00:30:00Z")  # 09:30 in Tokyo
+    assert [m.recipient for m in sink.received] == ["chicago@example.org", "tokyo@example.org"]
+
+
+def test_dry_run_lists_and_records_nothing(project, sink):
+    add(project)
+    result = project.cli("send", "--now", MON_10, "--dry-run")
+    assert result.exit_code == 0
+    assert "pat@example.org  leg-health/welcome" in result.output
+    assert "1 would send" in result.output
+    assert sink.received == [] and deliveries(project) == set()
+    assert "1 sent" in project.cli("send", "--now", MON_10).output
+
+
+def test_limit_caps_a_run(project, sink):
+    for i in range(5):
+        add(project, f"p{i}@example.org")
+    result = project.cli("send", "--now", MON_10, "--limit", "2")
+    assert "2 sent" in result.output and "--limit 2 reached" in result.output
+    assert "3 sent" in project.cli("send", "--now", MON_10).output
+    assert len(sink.received) == 5
+
+
+def test_temporary_failure_is_retried_with_backoff(project, sink):
+    add(project, "busy@example.org")
+    sink.handler.by_recipient["busy@example.org"] = "tempfail"
+    assert "1 deferred" in project.cli("send", "--now", MON_10).output
+    # backoff: not again after 1 minute
+    assert (
+        "0 sent, 0 skipped, 0 deferred"
+        in project.cli("send", "--now", "2026-06-01T15:01:00Z").output
+    )
+    sink.handler.by_recipient.clear()
+    assert "1 sent" in project.cli("send", "--now", "2026-06-01T15:06:00Z").output
+    assert len(sink.handler.to("busy@example.org")) == 1
+    assert ("welcome", "sent") in deliveries(project)
+
+
+def test_dropped_connection_mid_data_is_deferred_not_lost(project, sink):
+    add(project, "drop@example.org")
+    sink.handler.by_recipient["drop@example.org"] = "drop"
+    result = project.cli("send", "--now", MON_10)
+    assert "1 deferred" in result.output, result.output
+    sink.handler.by_recipient.clear()
+    assert "1 sent" in project.cli("send", "--now", "2026-06-01T15:10:00Z").output
+
+
+def test_hard_bounce_marks_bounced_and_suppresses(project, sink):
+    add(project, "gone@example.org")
+    add(project, "fine@example.org")
+    sink.handler.by_recipient["gone@example.org"] = "reject"
+    result = project.cli("send", "--now", MON_10)
+    assert "1 sent, 0 skipped, 0 deferred, 1 failed (1 bounced)" in result.output
+    with Session(make_engine(project.database_url)) as s:
+        gone = s.scalar(select(Subscriber).where(Subscriber.email == "gone@example.org"))
+        assert gone.status == "bounced"
+        assert s.scalar(select(Suppression)) is not None
+    sink.handler.by_recipient.clear()
+    project.cli("send", "--now", "2026-06-10T15:00:00Z")
+    assert sink.handler.to("gone@example.org") == []
+
+
+def test_policy_rejection_fails_the_email_but_keeps_the_patient(project, sink):
+    add(project, "pol@example.org")
+    sink.handler.by_recipient["pol@example.org"] = "policy"
+    assert "1 failed" in project.cli("send", "--now", MON_10).output
+    with Session(make_engine(project.database_url)) as s:
+        assert s.scalar(select(Subscriber.status)) == "active"
+
+
+def test_unsubscribed_subscriber_gets_nothing_more(project, sink):
+    add(project)
+    project.cli("send", "--now", MON_10)
+    with Session(make_engine(project.database_url)) as s:
+        sub = s.scalar(select(Subscriber))
+        sub.status = "unsubscribed"
+        s.commit()
+    project.cli("send", "--now", "2026-06-20T15:00:00Z")
+    assert len(sink.received) == 1
+
+
+def test_missing_smtp_settings_is_a_clear_error(project):
+    del project.env["DRIP_SMTP_URL"]
+    add(project)
+    result = project.cli("send", "--now", MON_10)
+    assert result.exit_code == 1
+    assert "set DRIP_SMTP_URL" in result.output
+
+
+def test_missing_secret_is_a_clear_error(project):
+    add(project)
+    project.env["DRIP_SECRET_KEY"] = ""
+    result = project.cli("send", "--now", MON_10)
+    assert result.exit_code == 1 and "DRIP_SECRET_KEY is not set" in result.output
