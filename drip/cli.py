@@ -417,11 +417,12 @@ def deliveries(
 def stats(app: App, as_json: bool) -> None:
     """Plain numbers: subscribers by status, emails by campaign, step and status."""
     with Session(app.engine) as session:
-        people = dict(
-            session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
-            .tuples()
-            .all()
-        )
+        people: dict[str, int] = {
+            status: count
+            for status, count in session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            )
+        }
         rows = session.execute(
             select(
                 Delivery.campaign_key, Delivery.step_key, Delivery.status, func.count()

@@ -52,13 +52,13 @@ class SinkHandler:
     def _mode(self, address: str) -> str:
         return self.by_recipient.get(address, self.mode)
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with self._lock:
             self.connections += 1
         session.host_name = hostname
         return responses
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         mode = self._mode(address)
         if mode == "tempfail":
             return "451 4.3.0 Mailbox busy, try again later"
@@ -67,7 +67,7 @@ class SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope):
         mode = self._mode(envelope.rcpt_tos[0])
         if mode == "policy":
             return "550 5.7.1 Message rejected by policy"
