@@ -1,0 +1,121 @@
+"""`drip demo`: the whole product on the embedded defaults, in one command.
+
+A fresh SQLite database and sample patients with different symptoms. The real
+send loop runs over simulated weeks with an injected clock, and every email lands
+in an outbox folder with an index.html listing what each patient got and when.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from . import db, enrollment, subscribers
+from .checks import check_config
+from .config import Config, load_config
+from .sender import Sender
+from .tokens import Tokens
+from .transport import OutboxTransport
+
+DEMO_SECRET = "drip-demo-only-secret-never-use-in-production"
+DEMO_START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)  # a Monday morning
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    email: str
+    name: str
+    timezone: str
+    symptoms: tuple[str, ...]
+
+
+def demo_patients(config: Config) -> list[DemoPatient]:
+    """Sample patients built from whatever symptoms campaigns.toml defines."""
+    keys = list(config.symptoms)
+    flags = list(config.red_flags)
+    picks = [
+        ("maria", "Maria", "America/Chicago", keys[:1]),
+        ("james", "James", "America/New_York", keys[1:3] or keys[:1]),
+        ("aisha", "Aisha", "America/Los_Angeles", keys[2:6] or keys[:1]),
+        ("tom", "", "Europe/London", keys),
+    ]
+    if flags:
+        picks.append(("lena", "Lena", "America/Denver", [*keys[:1], flags[0]]))
+    return [DemoPatient(f"{slug}@patient.example", name, tz, tuple(symptoms))
+            for slug, name, tz, symptoms in picks]
+
+
+def run_demo(config_path: Path, folder: Path, *, weeks: int = 6,
+             echo: Callable[[str], None] = print) -> Path:
+    config = load_config(config_path)
+    report = check_config(config)
+    if report.problems:
+        raise SystemExit("drip demo: campaigns.toml has problems; run `drip check`")
+    if folder.exists():
+        shutil.rmtree(folder)
+    outbox = folder / "outbox"
+    outbox.mkdir(parents=True)
+    engine = db.make_engine(f"sqlite:///{(folder / 'demo.db').resolve()}")
+    db.ensure_schema(engine)
+    patients = demo_patients(config)
+
+    with Session(engine, expire_on_commit=False) as session:
+        for p in patients:
+            sub = subscribers.create(session, config, email=p.email, symptoms=p.symptoms,
+                                     now=DEMO_START, first_name=p.name or None,
+                                     timezone=p.timezone, confirmed=True, source="demo",
+                                     actor="demo")
+            enrollment.sync_subscriber(session, config, sub, DEMO_START)
+        session.commit()
+    echo(f"{len(patients)} sample patients signed up on {DEMO_START:%A %d %B %Y}:")
+    for p in patients:
+        echo(f"  {p.email:28} {', '.join(p.symptoms)}")
+
+    transport = OutboxTransport(outbox)
+    tokens = Tokens(DEMO_SECRET)
+    now = DEMO_START
+    total = 0
+    while now <= DEMO_START + timedelta(weeks=weeks):
+        sender = Sender(config, engine, transport, tokens, clock=lambda now=now: now,
+                        actor="demo")
+        total += sender.run().sent
+        now += timedelta(hours=1)  # like cron running every hour
+    echo(f"\nRan `drip send` every simulated hour for {weeks} weeks: {total} emails sent.")
+    return write_index(folder, outbox, patients)
+
+
+def write_index(folder: Path, outbox: Path, patients: list[DemoPatient]) -> Path:
+    """index.html: per patient, each email with its simulated send time and a link."""
+    by_patient: dict[str, list[tuple[str, str, str]]] = {p.email: [] for p in patients}
+    for eml in sorted(outbox.glob("*.eml")):
+        msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        body = msg.get_body(preferencelist=("html",))
+        page = eml.with_suffix(".html")
+        page.write_text(body.get_content() if body else "", encoding="utf-8")
+        sent = email.utils.parsedate_to_datetime(msg["Date"])
+        by_patient.setdefault(str(msg["To"]), []).append(
+            (f"{sent:%a %d %b %H:%M} UTC", str(msg["Subject"]), f"outbox/{page.name}"))
+    rows = []
+    for p in patients:
+        rows.append(f"<h2>{html.escape(p.name or p.email)} "
+                    f"<small>{html.escape(', '.join(p.symptoms))} · {p.timezone}</small></h2>")
+        rows.append("<ol>" + "".join(
+            f'<li><span>{when}</span> <a href="{link}">{html.escape(subject)}</a></li>'
+            for when, subject, link in by_patient.get(p.email, [])) + "</ol>")
+    index = folder / "index.html"
+    index.write_text(f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>drip demo: every email sent</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
+small{{color:#52606d;font-weight:normal}} li span{{color:#52606d;display:inline-block;
+min-width:11rem}}</style></head><body><h1>drip demo: every email sent</h1>
+<p>Each patient signed up on {DEMO_START:%A %d %B %Y}; times are when <code>drip send</code>
+sent each email on the simulated clock.</p>{"".join(rows)}</body></html>""", encoding="utf-8")
+    return index
