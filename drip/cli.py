@@ -493,3 +493,8 @@ def demo(app: App, folder: Path, weeks: int) -> None:
 
     index = run_demo(app.settings.config_path, folder, weeks=weeks, echo=click.echo)
     click.echo(f"\nOpen {index} in a browser to read every email as the patients got it.")
+
+
+from .web.commands import register as _register_web  # noqa: E402
+
+_register_web(main)
