@@ -73,6 +73,19 @@ def lint_mjml(src: str) -> Iterator[tuple[int, str]]:
                 f"'<' inside {m.group(0)!r} breaks the MJML compiler; "
                 "flip the comparison and use '>' instead",
             )
+        # inside a double-quoted attribute (an odd number of quotes since the tag
+        # opened), a double quote in the Jinja ends the attribute for MJML's parser
+        opened = src.rfind("<", 0, m.start())
+        if (
+            '"' in inner
+            and opened > src.rfind(">", 0, m.start())
+            and src.count('"', opened, m.start()) % 2 == 1
+        ):
+            yield (
+                _line(src, m.start()),
+                "double quotes inside Jinja inside a double-quoted attribute break "
+                "MJML; use single quotes inside the Jinja",
+            )
     for tag in _TAG.finditer(src):
         closing, name, attrs = tag.groups()
         line = _line(src, tag.start())
@@ -89,17 +102,6 @@ def lint_mjml(src: str) -> Iterator[tuple[int, str]]:
                     (
                         f"Jinja in <{name} {key}=...> is dropped by MJML; "
                         "widths must be fixed values"
-                    ),
-                )
-        # a double quote inside Jinja inside a double-quoted attribute ends the attribute
-        for jinja in _JINJA.finditer(attrs):
-            before = attrs[: jinja.start()]
-            if before.count('"') % 2 == 1 and '"' in jinja.group(0):
-                yield (
-                    line,
-                    (
-                        "double quotes inside Jinja inside a double-quoted attribute "
-                        "break MJML; use single quotes inside the Jinja"
                     ),
                 )
     for m in re.finditer(r"\{%-?\s*(if|for)\b[^%]*%\}\s*<mj-column", src):

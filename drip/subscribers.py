@@ -41,7 +41,7 @@ def clean_name(raw: str | None) -> str | None:
     """
     if not raw:
         return None
-    name = "".join(ch for ch in raw if ch.isprintable()).strip()
+    name = "".join(ch if ch.isprintable() else " " for ch in raw)
     name = " ".join(name.split())[:MAX_NAME]
     return name or None
 

@@ -1,0 +1,238 @@
+"""Templates: compiled once, rendered per subscriber, broken ones caught with their line."""
+
+from __future__ import annotations
+
+import email.policy
+from email import message_from_bytes
+
+import pytest
+
+from drip.config import load_config
+from drip.message import HeaderInjection, build_message
+from drip.render import Renderer, TemplateProblem, subscriber_context
+
+LINKS = {"unsubscribe_url": "https://clinic.test/u/T", "preferences_url": "https://clinic.test/p/T"}
+
+
+def write_template(project, name: str, body: str) -> None:
+    (project.templates / f"{name}.mjml").write_text(body)
+
+
+def check_output(project) -> str:
+    result = project.cli("check")
+    assert result.exit_code == 1, result.output
+    return result.output
+
+
+SECTION = """<mj-section>
+  <mj-column>
+    <mj-text>
+      {body}
+    </mj-text>
+  </mj-column>
+</mj-section>
+"""
+
+
+def test_jinja_syntax_error_names_template_and_line(project):
+    write_template(project, "causes", SECTION.format(body="<p>{% if symptoms.night_cramps %}x</p>"))
+    out = check_output(project)
+    assert f"{project.templates}/causes.mjml:" in out
+    assert "Unexpected end of template" in out or "endif" in out
+
+
+def test_undefined_variable_names_template_line_and_suggestion(project):
+    write_template(project, "causes", SECTION.format(body="<p>Hi {{ frist_name }}</p>"))
+    out = check_output(project)
+    assert (
+        f"{project.templates}/causes.mjml:4: unknown variable 'frist_name'; "
+        "did you mean 'first_name'?" in out
+    )
+
+
+def test_unknown_symptom_key_in_template_fails_check(project):
+    write_template(
+        project, "causes", SECTION.format(body="{% if symptoms.nigth_cramps %}<p>x</p>{% endif %}")
+    )
+    out = check_output(project)
+    assert "nigth_cramps" in out and "causes" in out
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("{% if step.number < 2 %}<p>x</p>{% endif %}", "'<' inside"),
+        (
+            '<p>x</p></mj-text><mj-image width="{{ clinic.name }}px" src="https://clinic.test/a.png"'
+            ' alt="a" /><mj-text>',
+            "widths must be fixed",
+        ),
+        ('<a href="{{ clinic.booking_url ~ "x" }}">x</a>', "single quotes"),
+        ("<a href=\"{{ clinic.booking_url ~ '?a=1' }}\">x</a>", None),
+    ],
+)
+def test_mjml_pitfalls_are_rejected_with_a_line(project, body, message):
+    write_template(project, "causes", SECTION.format(body=body))
+    result = project.cli("check")
+    if message is None:  # single quotes inside the Jinja are fine
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 1 and message in result.output
+    assert f"{project.templates}/causes.mjml:" in result.output
+
+
+def test_if_around_a_column_is_rejected(project):
+    write_template(
+        project,
+        "causes",
+        """<mj-section>
+  {% if symptoms.night_cramps %}
+  <mj-column><mj-text><p>x</p></mj-text></mj-column>
+  {% endif %}
+</mj-section>""",
+    )
+    out = check_output(project)
+    assert "causes.mjml:2:" in out and "around an <mj-column>" in out
+
+
+def test_double_quotes_inside_jinja_in_an_mjml_attribute_are_rejected(project):
+    write_template(
+        project,
+        "causes",
+        """<mj-section>
+  <mj-column>
+    <mj-button href="{{ clinic.booking_url ~ "?a=1" }}">Book</mj-button>
+  </mj-column>
+</mj-section>""",
+    )
+    out = check_output(project)
+    assert "causes.mjml:3:" in out and "single quotes" in out
+
+
+def test_unknown_mjml_tag_is_rejected(project):
+    write_template(
+        project, "causes", "<mj-section><mj-colum><mj-text>x</mj-text></mj-colum></mj-section>"
+    )
+    assert "unknown MJML tag <mj-colum>" in check_output(project)
+
+
+def test_each_template_is_compiled_once_per_run(project):
+    config = load_config(project.config)
+    renderer = Renderer(config.templates_dir)
+    campaign = config.campaign("leg-health")
+    for i in range(50):
+        for step in campaign.steps:
+            ctx = subscriber_context(
+                config,
+                first_name=f"P{i}",
+                symptoms={"night_cramps"},
+                links=LINKS,
+                campaign=campaign,
+                step=step,
+            )
+            renderer.render(step, ctx)
+    # four steps share three templates (two use "causes")
+    assert renderer.compilations == 3
+
+
+def test_a_name_with_html_is_shown_as_text_and_never_as_markup(project):
+    config = load_config(project.config)
+    step = config.campaign("leg-health").steps[0]
+    ctx = subscriber_context(
+        config,
+        first_name='<b onclick="x()">Eve</b>',
+        symptoms=set(),
+        links=LINKS,
+        campaign=config.campaign("leg-health"),
+        step=step,
+    )
+    rendered = Renderer(config.templates_dir).render(step, ctx)
+    assert "<b onclick" not in rendered.html
+    assert "&lt;b onclick=&#34;x()&#34;&gt;Eve&lt;/b&gt;" in rendered.html
+
+
+def test_a_name_with_line_breaks_cannot_reach_headers(project):
+    result = project.cli(
+        "subscribers",
+        "add",
+        "crlf@example.org",
+        "--symptoms",
+        "night_cramps",
+        "--confirmed",
+        "--name",
+        "Eve\r\nBcc: victim@example.org",
+        "--now",
+        "2026-06-01T15:00:00Z",
+    )
+    assert result.exit_code == 0
+    result = project.cli("subscribers", "show", "crlf@example.org")
+    assert "first_name             Eve Bcc: victim@example.org" in result.output
+    with pytest.raises(HeaderInjection):
+        build_message(
+            from_address="a@b.test",
+            to="c@d.test",
+            subject="Hi\r\nBcc: x@y.test",
+            text="t",
+            html="h",
+            date=__import__("datetime").datetime.now(__import__("datetime").UTC),
+            message_id="<1@b.test>",
+        )
+
+
+def test_text_part_is_readable_on_its_own(project):
+    config = load_config(project.config)
+    campaign = config.campaign("leg-health")
+    step = campaign.step("causes")
+    ctx = subscriber_context(
+        config,
+        first_name=None,
+        symptoms={"walking_cramps"},
+        links=LINKS,
+        campaign=campaign,
+        step=step,
+    )
+    text = Renderer(config.templates_dir).render(step, ctx).text
+    assert text.splitlines()[2] == "Hello,"
+    assert "Book a visit: https://clinic.test/book" in text
+    assert "Unsubscribe: https://clinic.test/u/T" in text
+    assert "Please see a doctor about this soon." in text
+    assert "<" not in text and "{{" not in text and "\n\n\n" not in text
+
+
+def test_authored_text_template_wins(project):
+    (project.templates / "welcome.txt").write_text(
+        "Hi {{ first_name or 'there' }}\n\nPlain words.\nStop: {{ unsubscribe_url }}\n"
+        "{{ clinic.name }}, 1 Test Street. General information, not a diagnosis. Call "
+        "{{ clinic.emergency_number }}. Preferences: {{ preferences_url }}\n"
+    )
+    config = load_config(project.config)
+    campaign = config.campaign("leg-health")
+    step = campaign.step("welcome")
+    ctx = subscriber_context(
+        config, first_name="Ann", symptoms=set(), links=LINKS, campaign=campaign, step=step
+    )
+    assert Renderer(config.templates_dir).render(step, ctx).text.startswith("Hi Ann\n")
+
+
+def test_message_bytes_parse_back_with_unicode_subject():
+    from datetime import UTC, datetime
+
+    data = build_message(
+        from_address="Clínica Sol <news@sol.test>",
+        to="p@x.test",
+        subject="Bienvenida, María",
+        text="Hola María\n" + "x" * 2000,
+        html="<p>" + "y" * 3000 + "</p>",
+        date=datetime.now(UTC),
+        message_id="<abc@sol.test>",
+        reply_to="desk@sol.test",
+        extra_headers={"X-Drip-Ref": "abc"},
+    )
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    msg = message_from_bytes(data, policy=email.policy.default)
+    assert msg["Subject"] == "Bienvenida, María"
+    assert msg["From"].addresses[0].display_name == "Clínica Sol"
+    text, html = msg.iter_parts()
+    assert text.get_content() == "Hola María\n" + "x" * 2000
+    assert html.get_content().startswith("<p>yyy")
+    assert not msg.defects and not text.defects
