@@ -119,3 +119,40 @@ def make_project_from(root: Path, smtp_url: str) -> Project:
             "DRIP_SMTP_URL": smtp_url,
         },
     )
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("DRIP_TEST_POSTGRES_URL")
+    if not url and os.environ.get("CI"):
+        raise RuntimeError("CI must set DRIP_TEST_POSTGRES_URL (see .ci/run)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_project(request, tmp_path: Path, sink: MailSink):
+    """The fixture project on each database engine drip supports.
+
+    PostgreSQL runs need DRIP_TEST_POSTGRES_URL (a server where we may create
+    databases); .ci/run starts one. Each test gets a fresh database.
+    """
+    project = make_project(tmp_path, FIXTURES / "basic", sink.url)
+    if request.param == "sqlite":
+        yield project
+        return
+    url = _postgres_url()
+    if not url:
+        pytest.skip("set DRIP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+    import secrets
+
+    import psycopg
+
+    name = f"drip_test_{secrets.token_hex(6)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    project.env["DRIP_DATABASE_URL"] = url.rsplit("/", 1)[0] + f"/{name}"
+    yield project
+    from drip.db import make_engine
+
+    make_engine(project.database_url).dispose()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,0 +1,163 @@
+"""Exactly once, proven with real `drip` processes racing and dying.
+
+These run the real command in separate processes against a real SMTP server and a
+real database (SQLite file, and PostgreSQL when DRIP_TEST_POSTGRES_URL is set).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from drip import db, enrollment, subscribers
+from drip.config import load_config
+from drip.models import Delivery
+
+NOW = "2026-06-01T15:00:00Z"  # Monday 10:00 in Chicago
+START = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.slow
+
+
+def seed(project, count: int) -> list[str]:
+    """`count` confirmed subscribers, all with their first step due at NOW."""
+    config = load_config(project.config)
+    engine = db.make_engine(project.database_url)
+    db.ensure_schema(engine)
+    addresses = [f"p{i:04d}@example.org" for i in range(count)]
+    with Session(engine, expire_on_commit=False) as session:
+        for address in addresses:
+            sub = subscribers.create(
+                session, config, email=address, symptoms=["night_cramps"], now=START, confirmed=True
+            )
+            enrollment.sync_subscriber(session, config, sub, START)
+        session.commit()
+    engine.dispose()
+    return addresses
+
+
+def statuses(project) -> Counter[str]:
+    engine = db.make_engine(project.database_url)
+    with Session(engine) as session:
+        found = Counter(session.scalars(select(Delivery.status)))
+    engine.dispose()
+    return found
+
+
+def test_two_sends_started_together_send_each_email_once(any_project, sink):
+    addresses = seed(any_project, 200)
+    first = any_project.popen("send", "--now", NOW)
+    second = any_project.popen("send", "--now", NOW)
+    outputs = [p.communicate(timeout=120) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    per_recipient = Counter(m.recipient for m in sink.received)
+    assert set(per_recipient) == set(addresses)
+    assert max(per_recipient.values()) == 1
+    summaries = " ".join(out for out, _ in outputs)
+    assert "200 sent" in summaries
+    assert "another `drip send` is running" in summaries  # the loser exits cleanly
+    assert statuses(any_project) == {"sent": 200}
+
+
+def test_a_waiting_send_finds_nothing_left_to_send(any_project, sink):
+    seed(any_project, 60)
+    sink.handler.delay = 0.01
+    first = any_project.popen("send", "--now", NOW)
+    time.sleep(0.5)
+    second = any_project.popen("send", "--now", NOW, "--wait", "120")
+    out1, _ = first.communicate(timeout=120)
+    out2, _ = second.communicate(timeout=120)
+    assert "60 sent" in out1 and "0 sent" in out2
+    assert len(sink.received) == 60
+
+
+def test_kill_9_mid_batch_then_rerun_delivers_everything_never_twice(any_project, sink):
+    addresses = seed(any_project, 80)
+    sink.handler.delay = 0.05  # a slow server: the kill lands mid-batch
+    proc = any_project.popen("send", "--now", NOW)
+    deadline = time.monotonic() + 60
+    while len(sink.received) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(0.2)  # let the server finish the transaction it was in
+    delivered_before = len(sink.received)
+    assert 20 <= delivered_before < 80
+
+    sink.handler.delay = 0
+    rerun = any_project.run("send", "--now", NOW)
+    assert rerun.returncode == 0, rerun.stderr
+    per_recipient = Counter(m.recipient for m in sink.received)
+    assert max(per_recipient.values()) == 1, "an email was sent twice"
+    found = statuses(any_project)
+    # the documented bound: at most one message was in flight when the run died
+    assert found["in_doubt"] <= 1
+    assert found["sent"] + found["in_doubt"] == 80
+    missing = set(addresses) - set(per_recipient)
+    assert len(missing) <= found["in_doubt"]
+    if found["in_doubt"]:
+        assert "1 in doubt (1 new)" in rerun.stdout
+        listed = any_project.run("deliveries", "--in-doubt")
+        assert "in_doubt" in listed.stdout
+    # a third run sends nothing and still reports what is in doubt
+    again = any_project.run("send", "--now", NOW)
+    assert "0 sent" in again.stdout
+    assert len(sink.received) == sum(per_recipient.values())
+
+
+def test_in_doubt_delivery_is_held_and_resolved_by_the_operator(project, sink):
+    (address,) = seed(project, 1)
+    engine = db.make_engine(project.database_url)
+    # what a run killed between the server's 250 and its commit leaves behind
+    with Session(engine) as session:
+        session.add(
+            Delivery(
+                subscriber_id=1,
+                campaign_key="leg-health",
+                step_key="welcome",
+                status="claimed",
+                ref="deadbeef" * 4,
+                attempts=1,
+                created_at=START,
+                updated_at=START,
+            )
+        )
+        session.commit()
+    result = project.cli("send", "--now", "2026-06-10T15:00:00Z")
+    assert "0 sent" in result.output and "1 in doubt (1 new)" in result.output
+    assert sink.received == []  # held: not resent, and the next step waits too
+    result = project.cli("deliveries", "--resolve", "deadbeef" * 4, "--as", "resend")
+    assert result.exit_code == 0, result.output
+    result = project.cli("send", "--now", "2026-06-10T15:00:00Z")
+    assert "1 sent" in result.output
+    assert [m.subject for m in sink.received] == ["Welcome, here is what to expect"]
+
+
+def test_the_unique_key_refuses_a_second_row_for_the_same_step(any_project):
+    """The last line of defence under the lock: the database itself."""
+    from sqlalchemy.exc import IntegrityError
+
+    seed(any_project, 1)
+    engine = db.make_engine(any_project.database_url)
+    row = dict(
+        subscriber_id=1,
+        campaign_key="leg-health",
+        step_key="welcome",
+        status="claimed",
+        attempts=1,
+        created_at=START,
+        updated_at=START,
+    )
+    with Session(engine) as session:
+        session.add(Delivery(ref="a" * 32, **row))
+        session.commit()
+        session.add(Delivery(ref="b" * 32, **row))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    engine.dispose()
