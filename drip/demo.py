@@ -49,12 +49,15 @@ def demo_patients(config: Config) -> list[DemoPatient]:
     ]
     if flags:
         picks.append(("lena", "Lena", "America/Denver", [*keys[:1], flags[0]]))
-    return [DemoPatient(f"{slug}@patient.example", name, tz, tuple(symptoms))
-            for slug, name, tz, symptoms in picks]
+    return [
+        DemoPatient(f"{slug}@patient.example", name, tz, tuple(symptoms))
+        for slug, name, tz, symptoms in picks
+    ]
 
 
-def run_demo(config_path: Path, folder: Path, *, weeks: int = 6,
-             echo: Callable[[str], None] = print) -> Path:
+def run_demo(
+    config_path: Path, folder: Path, *, weeks: int = 6, echo: Callable[[str], None] = print
+) -> Path:
     config = load_config(config_path)
     report = check_config(config)
     if report.problems:
@@ -69,10 +72,18 @@ def run_demo(config_path: Path, folder: Path, *, weeks: int = 6,
 
     with Session(engine, expire_on_commit=False) as session:
         for p in patients:
-            sub = subscribers.create(session, config, email=p.email, symptoms=p.symptoms,
-                                     now=DEMO_START, first_name=p.name or None,
-                                     timezone=p.timezone, confirmed=True, source="demo",
-                                     actor="demo")
+            sub = subscribers.create(
+                session,
+                config,
+                email=p.email,
+                symptoms=p.symptoms,
+                now=DEMO_START,
+                first_name=p.name or None,
+                timezone=p.timezone,
+                confirmed=True,
+                source="demo",
+                actor="demo",
+            )
             enrollment.sync_subscriber(session, config, sub, DEMO_START)
         session.commit()
     echo(f"{len(patients)} sample patients signed up on {DEMO_START:%A %d %B %Y}:")
@@ -84,8 +95,7 @@ def run_demo(config_path: Path, folder: Path, *, weeks: int = 6,
     now = DEMO_START
     total = 0
     while now <= DEMO_START + timedelta(weeks=weeks):
-        sender = Sender(config, engine, transport, tokens, clock=lambda now=now: now,
-                        actor="demo")
+        sender = Sender(config, engine, transport, tokens, clock=lambda now=now: now, actor="demo")
         total += sender.run().sent
         now += timedelta(hours=1)  # like cron running every hour
     echo(f"\nRan `drip send` every simulated hour for {weeks} weeks: {total} emails sent.")
@@ -102,20 +112,31 @@ def write_index(folder: Path, outbox: Path, patients: list[DemoPatient]) -> Path
         page.write_text(body.get_content() if body else "", encoding="utf-8")
         sent = email.utils.parsedate_to_datetime(msg["Date"])
         by_patient.setdefault(str(msg["To"]), []).append(
-            (f"{sent:%a %d %b %H:%M} UTC", str(msg["Subject"]), f"outbox/{page.name}"))
+            (f"{sent:%a %d %b %H:%M} UTC", str(msg["Subject"]), f"outbox/{page.name}")
+        )
     rows = []
     for p in patients:
-        rows.append(f"<h2>{html.escape(p.name or p.email)} "
-                    f"<small>{html.escape(', '.join(p.symptoms))} · {p.timezone}</small></h2>")
-        rows.append("<ol>" + "".join(
-            f'<li><span>{when}</span> <a href="{link}">{html.escape(subject)}</a></li>'
-            for when, subject, link in by_patient.get(p.email, [])) + "</ol>")
+        rows.append(
+            f"<h2>{html.escape(p.name or p.email)} "
+            f"<small>{html.escape(', '.join(p.symptoms))} · {p.timezone}</small></h2>"
+        )
+        rows.append(
+            "<ol>"
+            + "".join(
+                f'<li><span>{when}</span> <a href="{link}">{html.escape(subject)}</a></li>'
+                for when, subject, link in by_patient.get(p.email, [])
+            )
+            + "</ol>"
+        )
     index = folder / "index.html"
-    index.write_text(f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+    index.write_text(
+        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>drip demo: every email sent</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
 small{{color:#52606d;font-weight:normal}} li span{{color:#52606d;display:inline-block;
 min-width:11rem}}</style></head><body><h1>drip demo: every email sent</h1>
 <p>Each patient signed up on {DEMO_START:%A %d %B %Y}; times are when <code>drip send</code>
-sent each email on the simulated clock.</p>{"".join(rows)}</body></html>""", encoding="utf-8")
+sent each email on the simulated clock.</p>{"".join(rows)}</body></html>""",
+        encoding="utf-8",
+    )
     return index

@@ -29,8 +29,12 @@ def test_the_fixture_config_loads(project):
     config = load_config(project.config)
     assert [c.key for c in config.campaigns] == ["leg-health", "urgent-care"]
     steps = config.campaign("leg-health").steps
-    assert [s.delay for s in steps] == [timedelta(0), timedelta(days=2), timedelta(days=1),
-                                        timedelta(days=4)]
+    assert [s.delay for s in steps] == [
+        timedelta(0),
+        timedelta(days=2),
+        timedelta(days=1),
+        timedelta(days=4),
+    ]
     assert steps[2].when is not None and steps[2].when.matches({"walking_cramps"})
     assert config.clinic.send_window.weekdays == frozenset(range(5))
 
@@ -38,8 +42,10 @@ def test_the_fixture_config_loads(project):
 def test_a_typo_in_a_field_name_says_where_and_suggests(project):
     typo, missing = problems(project, 'delay = "2d"', 'dealy = "2d"')
     line = line_of(project, 'dealy = "2d"')
-    assert typo == (f"{project.config}:{line}: campaign[0].step[1].dealy: "
-                    "unknown field 'dealy'; did you mean 'delay'?")
+    assert typo == (
+        f"{project.config}:{line}: campaign[0].step[1].dealy: "
+        "unknown field 'dealy'; did you mean 'delay'?"
+    )
     assert "campaign[0].step[1].delay: is required" in missing
 
 
@@ -71,8 +77,10 @@ def test_wrong_types_are_named(project):
 
 def test_unknown_symptom_in_an_audience(project):
     (problem,) = problems(project, '"heavy_legs"] }', '"heavy_leg"] }')
-    assert "campaign[0].audience.any[2]: unknown symptom 'heavy_leg'; did you mean " \
-           "'heavy_legs'?" in problem
+    assert (
+        "campaign[0].audience.any[2]: unknown symptom 'heavy_leg'; did you mean "
+        "'heavy_legs'?" in problem
+    )
 
 
 def test_missing_required_clinic_fields(project):
@@ -112,12 +120,20 @@ def test_drip_check_exits_non_zero_and_send_refuses(project, sink):
     assert result.exit_code == 1 and sink.received == []
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("0d", timedelta(0)), ("3d", timedelta(days=3)), ("12h", timedelta(hours=12)),
-    ("1d12h", timedelta(days=1, hours=12)), ("90m", timedelta(minutes=90)),
-    ("2w", timedelta(weeks=2)), ("P3D", timedelta(days=3)),
-    ("PT12H", timedelta(hours=12)), ("P1DT2H30M", timedelta(days=1, hours=2, minutes=30)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("0d", timedelta(0)),
+        ("3d", timedelta(days=3)),
+        ("12h", timedelta(hours=12)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("2w", timedelta(weeks=2)),
+        ("P3D", timedelta(days=3)),
+        ("PT12H", timedelta(hours=12)),
+        ("P1DT2H30M", timedelta(days=1, hours=2, minutes=30)),
+    ],
+)
 def test_durations(text, expected):
     assert parse_duration(text) == expected
 
