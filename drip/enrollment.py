@@ -32,6 +32,9 @@ from .models import (
 from .schedule import SKIPPED, Plan, Record, plan_next
 
 FINGERPRINT_KEY = "schedule_fingerprint"
+# A subscriber stopped this one campaign from the preferences page: sticky, so no
+# audience re-evaluation or replan ever re-enrolls them (only they can rejoin).
+OPTED_OUT = "opted_out"
 
 
 def records_for(
@@ -67,7 +70,7 @@ def refresh(
     now: datetime,
 ) -> Plan | None:
     """Store the enrollment's next step; record steps inserted behind it as skipped."""
-    if enrollment.state == LEFT:
+    if enrollment.state in (LEFT, OPTED_OUT):
         return None
     try:
         campaign = config.campaign(enrollment.campaign_key)
@@ -146,6 +149,8 @@ def sync_subscriber(session: Session, config: Config, sub: Subscriber, now: date
     for campaign in config.campaigns:
         wanted = sub.status == ACTIVE and campaign.audience.matches(symptoms)
         enrollment = existing.get(campaign.key)
+        if enrollment is not None and enrollment.state == OPTED_OUT:
+            continue
         if not wanted:
             if enrollment is not None:
                 enrollment.state, enrollment.next_step_key = LEFT, None
