@@ -1,9 +1,165 @@
-"""CLI commands for the web side, registered on the main `drip` group."""
+"""CLI commands for the web side, registered on the main `drip` group.
+
+serve (the web app), run (web app + scheduler), snippet (embed HTML for a clinic
+site), subscribers purge-pending, and demo (replacing the engine's plain demo
+with one that also starts the web app and a local mail catcher).
+"""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
 import click
+from sqlalchemy.orm import Session
+
+from ..checks import check_config
+from ..config import ConfigError
+from ..settings import SettingsError
+from . import flows
+from .options import OptionsError, WebOptions
+from .services import Services
+
+
+def _fail(message: str) -> None:
+    click.echo(f"drip: {message}", err=True)
+    sys.exit(1)
+
+
+def load_services(app: Any, proxy: int | None = None, check: bool = True) -> Services:
+    """Services for the CLI's settings, or exit with what is wrong."""
+    from .app import build_services
+
+    try:
+        options = WebOptions.from_env()
+        if proxy is not None:
+            options = replace(options, trusted_proxies=proxy)
+        services = build_services(app.settings, options)
+    except (ConfigError, SettingsError, OptionsError, RuntimeError) as exc:
+        _fail(str(exc))
+    if check:
+        report = check_config(services.config)
+        if report.problems:
+            for problem in report.problems:
+                click.echo(f"error: {problem}", err=True)
+            _fail("templates have problems (see `drip check`); not starting")
+    if not (app.settings.smtp_url or app.settings.outbox_dir):
+        _fail("no mail transport: set DRIP_SMTP_URL (or DRIP_OUTBOX=folder for testing)")
+    return services
+
+
+host_option = click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 for every interface).",
+)
+port_option = click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+proxy_option = click.option(
+    "--proxy",
+    type=click.IntRange(0, 10),
+    default=None,
+    help="Trust X-Forwarded-For/Proto/Host from this many reverse proxies in front "
+    "(default: DRIP_TRUSTED_PROXIES, else 0: trust none).",
+)
+threads_option = click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+
+
+def _serve(services: Services, host: str, port: int, threads: int, scheduler: bool) -> None:
+    from .app import create_app
+    from .server import make_server, setup_logging, start_scheduler
+
+    setup_logging()
+    server = make_server(create_app(services=services), host, port, threads)
+    sched = start_scheduler(services) if scheduler else None
+    click.echo(
+        f"drip: serving {services.config.clinic.name} on "
+        f"http://{host}:{server.effective_port}/subscribe"
+        + (" with the send scheduler" if sched else "")
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sched is not None:
+            sched.shutdown(wait=True)
+        server.close()
+
+
+@click.command()
+@host_option
+@port_option
+@proxy_option
+@threads_option
+@click.pass_obj
+def serve(app: Any, host: str, port: int, proxy: int | None, threads: int) -> None:
+    """Serve the signup, confirmation, unsubscribe and preferences pages (waitress).
+
+    Put it behind a reverse proxy that terminates HTTPS; see docs/web.md.
+    Sending stays with cron's `drip send` (or use `drip run`).
+    """
+    _serve(load_services(app, proxy), host, port, threads, scheduler=False)
+
+
+@click.command()
+@host_option
+@port_option
+@proxy_option
+@threads_option
+@click.pass_obj
+def run(app: Any, host: str, port: int, proxy: int | None, threads: int) -> None:
+    """The web app plus a scheduler running `drip send` every minute: one process, no cron.
+
+    Safe alongside a cron `drip send`: both take the same send lock, so nothing
+    is ever sent twice.
+    """
+    _serve(load_services(app, proxy), host, port, threads, scheduler=True)
+
+
+@click.command()
+@click.option("--url", help="Where drip is served (default: base_url in campaigns.toml).")
+@click.pass_obj
+def snippet(app: Any, url: str | None) -> None:
+    """Print an HTML signup form for the clinic's own website to paste in."""
+    from .snippet import signup_snippet
+
+    click.echo(signup_snippet(app.config, url), nl=False)
+
+
+@click.command("purge-pending")
+@click.option("--now", "now_text", metavar="ISO-8601", help="Simulate the clock.")
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Unconfirmed signups older than this are purged.",
+)
+@click.pass_obj
+def purge_pending(app: Any, now_text: str | None, days: int) -> None:
+    """Delete signups never confirmed within DAYS (`drip run` does this every minute)."""
+    from datetime import timedelta
+
+    from ..cli import parse_now
+
+    now = parse_now(now_text) or datetime.now(UTC)
+    with Session(app.engine) as session:
+        deleted, reverted = flows.purge_pending(session, now, timedelta(days=days))
+        session.commit()
+    click.echo(
+        f"purged {deleted} unconfirmed signup(s); {reverted} expired re-signup(s) "
+        "back to unsubscribed"
+    )
 
 
 def register(main: click.Group) -> None:
-    """Add the web commands (serve, run) to `main`."""
+    """Add the web commands to `main`."""
+    main.add_command(serve)
+    main.add_command(run)
+    main.add_command(snippet)
+    group = main.commands.get("subscribers")
+    if isinstance(group, click.Group):
+        group.add_command(purge_pending)

@@ -1,0 +1,284 @@
+"""What each page does to the database, apart from HTTP so it can be tested alone.
+
+Every function works inside the caller's session and leaves the commit to it, so
+a page's change and its audit entry land together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from .. import audit, enrollment, subscribers
+from ..config import Campaign, Config
+from ..enrollment import OPTED_OUT
+from ..models import (
+    ACTIVE,
+    ENROLLED,
+    LEFT,
+    PENDING,
+    UNSUBSCRIBED,
+    Enrollment,
+    Subscriber,
+    Symptom,
+)
+from .forms import SignupForm
+
+MAX_USER_AGENT = 512
+
+# what start_signup asks the caller to email
+CONFIRM_MAIL, ALREADY_MAIL, NO_MAIL = "confirm", "already", ""
+
+
+@dataclass(frozen=True)
+class Consent:
+    """How this consent was given: the GDPR Art. 7 record."""
+
+    ip: str
+    user_agent: str
+    version: str
+    text: str
+
+
+def by_public_id(session: Session, public_id: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+
+
+def set_answers(sub: Subscriber, keys: set[str]) -> None:
+    """Replace the stored symptom keys, touching only rows that change."""
+    have = {s.key: s for s in sub.symptoms}
+    for key, row in have.items():
+        if key not in keys:
+            sub.symptoms.remove(row)
+    for key in sorted(keys - set(have)):
+        sub.symptoms.append(Symptom(key=key))
+
+
+def record_consent(session: Session, sub: Subscriber, consent: Consent, now: datetime) -> None:
+    sub.consent_text_version = consent.version
+    sub.consent_at = now
+    sub.consent_ip = consent.ip[:64]
+    sub.consent_user_agent = consent.user_agent[:MAX_USER_AGENT] or None
+    audit.record(
+        session, now, "web", "consent.given", sub.id, version=consent.version, text=consent.text
+    )
+
+
+def start_signup(
+    session: Session, config: Config, form: SignupForm, consent: Consent, now: datetime
+) -> tuple[Subscriber | None, str]:
+    """Store a signup (pending until confirmed); say which email, if any, to send.
+
+    An address that is not active (new, pending, unsubscribed) starts again as a
+    pending signup with these answers. An active one is left untouched (a stranger
+    must not change someone's answers) and gets a link to its preferences. A
+    bounced, complained or suppressed address gets nothing. The page shown is the
+    same in every case.
+    """
+    assert form.ok
+    sub = subscribers.find(session, form.clean_email)
+    if subscribers.is_suppressed(session, form.clean_email):
+        return sub, NO_MAIL
+    if sub is None:
+        sub = subscribers.create(
+            session,
+            config,
+            email=form.clean_email,
+            symptoms=form.answers,
+            now=now,
+            first_name=form.clean_name,
+            timezone=form.timezone,
+            source="web",
+            actor="web",
+        )
+        record_consent(session, sub, consent, now)
+        return sub, CONFIRM_MAIL
+    if sub.status == ACTIVE:
+        audit.record(session, now, "web", "signup.already_active", sub.id)
+        return sub, ALREADY_MAIL
+    if sub.status not in (PENDING, UNSUBSCRIBED):
+        audit.record(session, now, "web", "signup.refused", sub.id, status=sub.status)
+        return sub, NO_MAIL
+    if sub.status == UNSUBSCRIBED:
+        audit.record(session, now, "web", "signup.again", sub.id)
+    sub.status = PENDING
+    sub.first_name = form.clean_name
+    sub.timezone = form.timezone
+    set_answers(sub, form.answers)
+    record_consent(session, sub, consent, now)
+    return sub, CONFIRM_MAIL
+
+
+def claim_mail_slot(session: Session, sub: Subscriber, now: datetime, interval: timedelta) -> bool:
+    """At most one confirmation email per address per `interval`, across processes.
+
+    An atomic UPDATE, like the Sender's claim: of two concurrent signups for one
+    address only one gets the slot. Commit before sending.
+    """
+    result = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == sub.id,
+            or_(
+                Subscriber.last_confirmation_sent_at.is_(None),
+                Subscriber.last_confirmation_sent_at <= now - interval,
+            ),
+        )
+        .values(last_confirmation_sent_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_mail_slot(session: Session, sub: Subscriber, previous: datetime | None) -> None:
+    """The email did not go: let the person try again at once."""
+    sub.last_confirmation_sent_at = previous
+
+
+def confirm(
+    session: Session, config: Config, public_id: str, now: datetime, ip: str
+) -> tuple[str, Subscriber | None]:
+    """'confirmed' (and enrolled), 'already' (active: nothing changes) or 'invalid'.
+
+    Only a pending signup can be confirmed, so a link used twice, or an old link
+    clicked after unsubscribing, changes nothing.
+    """
+    sub = by_public_id(session, public_id)
+    if sub is None:
+        return "invalid", None
+    if sub.status == ACTIVE:
+        return "already", sub
+    if sub.status != PENDING:
+        return "invalid", sub
+    sub.status = ACTIVE
+    sub.confirmed_at, sub.confirm_ip = now, ip[:64]
+    sub.unsubscribed_at = sub.withdrawn_at = sub.paused_until = None
+    audit.record(session, now, "web", "subscriber.confirmed", sub.id)
+    enrollment.sync_subscriber(session, config, sub, now)
+    return "confirmed", sub
+
+
+def unsubscribe(
+    session: Session, config: Config, public_id: str, now: datetime, how: str
+) -> tuple[str, Subscriber | None]:
+    """'done', 'already', or 'gone' (no such subscriber any more). Idempotent."""
+    sub = by_public_id(session, public_id)
+    if sub is None:
+        return "gone", None
+    if sub.status == UNSUBSCRIBED or (sub.status not in (ACTIVE, PENDING) and sub.withdrawn_at):
+        return "already", sub
+    if sub.status in (ACTIVE, PENDING):
+        sub.status = UNSUBSCRIBED
+        sub.unsubscribed_at = now
+    sub.withdrawn_at = now  # consent withdrawn (GDPR Art. 7(3))
+    audit.record(session, now, "web", "subscriber.unsubscribed", sub.id, how=how)
+    enrollment.sync_subscriber(session, config, sub, now)
+    return "done", sub
+
+
+def update_topics(
+    session: Session, config: Config, sub: Subscriber, keys: set[str], timezone: str, now: datetime
+) -> set[str]:
+    """New answers and time zone; re-applies the audience rules. Returns new red flags."""
+    before = sub.symptom_keys
+    set_answers(sub, keys)
+    sub.timezone = timezone
+    session.flush()
+    audit.record(session, now, "web", "subscriber.answers_changed", sub.id)
+    enrollment.sync_subscriber(session, config, sub, now)
+    return (keys - before) & set(config.red_flags)
+
+
+def pause(
+    session: Session, config: Config, sub: Subscriber, weeks: int | None, now: datetime
+) -> None:
+    """Pause for `weeks` (None resumes now). The Sender skips paused subscribers."""
+    sub.paused_until = now + timedelta(weeks=weeks) if weeks else None
+    action = "subscriber.paused" if weeks else "subscriber.resumed"
+    audit.record(session, now, "web", action, sub.id, weeks=weeks)
+    enrollment.sync_subscriber(session, config, sub, now)
+
+
+def campaign_states(
+    session: Session, config: Config, sub: Subscriber
+) -> list[tuple[Campaign, str]]:
+    """The drip campaigns this subscriber is or was in, with where they stand."""
+    found = {
+        e.campaign_key: e.state
+        for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id))
+    }
+    rows = []
+    for campaign in config.drip_campaigns():
+        state = found.get(campaign.key)
+        if state is None or (state == LEFT and not campaign.audience.matches(sub.symptom_keys)):
+            continue
+        rows.append((campaign, state))
+    return rows
+
+
+def leave_campaign(
+    session: Session, config: Config, sub: Subscriber, key: str, now: datetime
+) -> bool:
+    row = session.scalar(
+        select(Enrollment).where(Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == key)
+    )
+    if row is None:
+        return False
+    row.state, row.next_step_key, row.next_due_at = OPTED_OUT, None, None
+    audit.record(session, now, "web", "campaign.left", sub.id, campaign=key)
+    return True
+
+
+def rejoin_campaign(
+    session: Session, config: Config, sub: Subscriber, key: str, now: datetime
+) -> bool:
+    row = session.scalar(
+        select(Enrollment).where(Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == key)
+    )
+    if row is None or row.state != OPTED_OUT:
+        return False
+    row.state = LEFT  # sync_subscriber re-enrolls from here, resuming where they were
+    session.flush()
+    audit.record(session, now, "web", "campaign.rejoined", sub.id, campaign=key)
+    enrollment.sync_subscriber(session, config, sub, now)
+    return True
+
+
+def purge_pending(session: Session, now: datetime, ttl: timedelta) -> tuple[int, int]:
+    """Unconfirmed signups older than `ttl`: never-confirmed ones are deleted, and
+    former subscribers who asked again but never confirmed go back to unsubscribed.
+    Returns (deleted, reverted)."""
+    cutoff = now - ttl
+    stale = list(
+        session.scalars(
+            select(Subscriber).where(
+                Subscriber.status == PENDING,
+                or_(Subscriber.consent_at.is_(None), Subscriber.consent_at <= cutoff),
+                Subscriber.created_at <= cutoff,
+            )
+        )
+    )
+    deleted = reverted = 0
+    for sub in stale:
+        if sub.confirmed_at is None:
+            audit.record(session, now, "drip", "subscriber.purged", sub.id, reason="unconfirmed")
+            session.delete(sub)
+            deleted += 1
+        else:
+            sub.status = UNSUBSCRIBED
+            audit.record(session, now, "drip", "signup.expired", sub.id)
+            reverted += 1
+    return deleted, reverted
+
+
+def active_enrollments(session: Session, sub: Subscriber) -> int:
+    return len(
+        session.scalars(
+            select(Enrollment.id).where(
+                Enrollment.subscriber_id == sub.id, Enrollment.state == ENROLLED
+            )
+        ).all()
+    )

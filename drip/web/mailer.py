@@ -1,0 +1,140 @@
+"""The two transactional emails the web side sends itself (not the Sender's drip).
+
+- confirm: the double opt-in link. It echoes nothing the form received (no name,
+  no symptoms), so a bot that signs up a stranger can make it say nothing.
+- already: to an address that is already subscribed, a link to its preferences,
+  so the signup page can answer the same way whether or not an address is known.
+
+Each renders `templates/emails/<name>.mjml` through the clinic's layout when that
+file exists, else a plain built-in message. Neither carries List-Unsubscribe:
+transactional mail is exempt from one-click (Gmail, Yahoo rules).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import secrets
+from datetime import timedelta
+
+from ..config import Step
+from ..message import Envelope, build_message, make_message_id
+from ..models import Subscriber
+from ..render import RenderedEmail, TemplateProblem, subscriber_context
+from ..tokens import CONFIRM, links
+from ..transport import DeliveryError
+from .services import Services
+
+log = logging.getLogger("drip.web")
+
+CONFIRM_STEP = Step(
+    key="confirm",
+    subject="Please confirm your email address",
+    preheader="One click to start your emails from {{ clinic.name }}",
+    template="confirm",
+    delay=timedelta(0),
+)
+ALREADY_STEP = Step(
+    key="already",
+    subject="You are already signed up",
+    preheader="Change your topics or pause at any time",
+    template="already_subscribed",
+    delay=timedelta(0),
+)
+
+_BUILTIN = {
+    "confirm": (
+        "Please confirm that you want emails from {clinic}.",
+        "Yes, start my emails",
+        "confirm_url",
+        "If you did not sign up, ignore this email. Nothing more will be sent.",
+    ),
+    "already": (
+        "Someone (we hope you) asked to sign up this email address, but it already gets "
+        "our emails. You can change your topics or pause them here.",
+        "Change my topics",
+        "preferences_url",
+        "If this was not you, you can ignore this email.",
+    ),
+}
+
+
+def confirm_url(services: Services, sub: Subscriber) -> str:
+    token = services.tokens.make(CONFIRM, sub.public_id)
+    return f"{services.config.clinic.base_url}/confirm/{token}"
+
+
+def render(services: Services, sub: Subscriber, step: Step) -> RenderedEmail:
+    config = services.config
+    context = subscriber_context(
+        config,
+        first_name=None,  # echo nothing the form received
+        symptoms=set(),
+        links=links(services.tokens, config.clinic.base_url, sub.public_id),
+    )
+    context["confirm_url"] = confirm_url(services, sub)
+    if (config.templates_dir / f"{step.template}.mjml").is_file():
+        try:
+            return services.renderer.render(step, context)
+        except TemplateProblem:
+            log.exception("the %s email template failed; sending the built-in text", step.key)
+    return _builtin(services, step, context)
+
+
+def _builtin(services: Services, step: Step, context: dict[str, object]) -> RenderedEmail:
+    clinic = services.config.clinic
+    lead, button, url_key, tail = _BUILTIN[step.key]
+    lead = lead.format(clinic=clinic.name)
+    url = str(context[url_key])
+    address = [ln.strip() for ln in clinic.postal_address.splitlines() if ln.strip()]
+    subject = step.subject
+    preheader = step.preheader.replace("{{ clinic.name }}", clinic.name)
+    signature = "\n".join([clinic.name, *address])
+    text = "\n\n".join(["Hello,", lead, f"{button}: {url}", tail, signature])
+    e = html.escape
+    body = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(subject)}</title>'
+        '</head><body style="font:17px/1.6 Helvetica,Arial,sans-serif;color:#1f2933;'
+        'max-width:36rem;margin:0 auto;padding:1rem">'
+        f"<p>Hello,</p><p>{e(lead)}</p>"
+        f'<p><a href="{e(url)}" style="display:inline-block;background:#1b5e7a;color:#fff;'
+        f'padding:12px 20px;border-radius:6px;text-decoration:none">{e(button)}</a></p>'
+        f'<p>{e(tail)}</p><p style="color:#52606d;font-size:14px">'
+        + "<br>".join(e(x) for x in [clinic.name, *address])
+        + "</p></body></html>"
+    )
+    return RenderedEmail(subject, preheader, body, text + "\n")
+
+
+def send(services: Services, sub: Subscriber, step: Step) -> bool:
+    """Render and send one transactional email; False (logged) if it did not go."""
+    clinic = services.config.clinic
+    try:
+        email = render(services, sub, step)
+        data = build_message(
+            from_address=clinic.from_address,
+            to=sub.email,
+            subject=email.subject,
+            text=email.text,
+            html=email.html,
+            date=services.now(),
+            message_id=make_message_id(secrets.token_hex(16), clinic.sender_domain),
+            reply_to=clinic.reply_to,
+            extra_headers={"Auto-Submitted": "auto-generated"},
+        )
+    except Exception:
+        log.exception("could not build the %s email for subscriber %s", step.key, sub.id)
+        return False
+    try:
+        transport = services.transport()
+    except (DeliveryError, ValueError) as exc:
+        log.error("no mail transport for the %s email: %s", step.key, exc)
+        return False
+    try:
+        transport.send(Envelope(clinic.from_email, sub.email, data))
+    except DeliveryError as exc:
+        log.error("the %s email to subscriber %s did not go: %s", step.key, sub.id, exc)
+        return False
+    finally:
+        transport.close()
+    return True

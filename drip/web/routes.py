@@ -1,0 +1,453 @@
+"""The pages: signup, confirmation, one-click unsubscribe, preferences.
+
+URL shapes `/u/<token>` and `/p/<token>` are fixed: every email the engine has
+ever sent carries them (tokens.links).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from .. import audit
+from ..config import Config
+from ..models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
+from ..tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, TokenError
+from . import flows, jobs, mailer
+from .app import message_page
+from .consent import PRIVACY_NOTICE, consent_text, consent_version
+from .csrf import COOKIE, FIELD, Csrf
+from .forms import PAUSE_WEEKS, SignupForm, read_choice, read_signup, read_topics, read_weeks
+from .options import origin_of
+from .ratelimit import RateLimiter
+from .services import Services
+from .timezones import COMMON, all_zones, label
+
+log = logging.getLogger("drip.web")
+bp = Blueprint("drip", __name__)
+
+MAX_TOKEN = 200
+Page = str | tuple[str, int] | Response
+
+LEVELS = {
+    "emergency": (
+        "Call {emergency} now",
+        "Call {emergency} or go to the nearest emergency department now. Do not wait for an email.",
+    ),
+    "urgent": (
+        "Get medical care today",
+        "Call your doctor today or go to an urgent care "
+        "clinic. Do not wait for your next appointment.",
+    ),
+    "soon": ("See a doctor soon", "Make an appointment with a doctor in the next few days."),
+}
+DONE = {
+    "answers": "Your answers are saved.",
+    "paused": "Your emails are paused.",
+    "resumed": "Your emails are back on.",
+    "left": "You will get no more emails from that series.",
+    "joined": "That series will go on where you left off.",
+}
+
+
+def services() -> Services:
+    return current_app.extensions["drip"]  # type: ignore[no-any-return]
+
+
+def client_ip() -> str:
+    """The client's address; X-Forwarded-For only counts with DRIP_TRUSTED_PROXIES set."""
+    return request.remote_addr or "unknown"
+
+
+def user_agent() -> str:
+    return request.headers.get("User-Agent", "")
+
+
+@dataclass(frozen=True)
+class Advice:
+    level: str
+    label: str
+    heading: str
+    text: str
+    advice: str
+
+
+def advice_for(config: Config, keys: set[str]) -> list[Advice]:
+    """Urgent advice for the red flags ticked, the most urgent first."""
+    order = list(LEVELS)
+    emergency = config.clinic.emergency_number
+    found = []
+    for key, flag in config.red_flags.items():
+        if key in keys:
+            heading, text = LEVELS.get(flag.level, LEVELS["urgent"])
+            found.append(
+                Advice(
+                    flag.level,
+                    flag.label,
+                    heading.format(emergency=emergency),
+                    text.format(emergency=emergency),
+                    flag.advice,
+                )
+            )
+    return sorted(found, key=lambda a: order.index(a.level) if a.level in order else 1)
+
+
+# -- origins and CSRF ------------------------------------------------------------------
+
+
+def request_origin() -> str | None:
+    """Origin header, else the Referer's origin; None when the browser sent neither."""
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        return origin_of(origin) or "invalid"
+    referer = request.headers.get("Referer")
+    return origin_of(referer) if referer else None
+
+
+def own_origins() -> set[str]:
+    found = {origin_of(services().config.clinic.base_url), origin_of(request.host_url)}
+    return {o for o in found if o}
+
+
+def csrf_ok() -> bool:
+    """drip's own form, from this browser (see csrf.py); logged when not."""
+    origin = request_origin()
+    own = origin in own_origins()
+    if origin is not None and not own:
+        log.info("form post from foreign origin %s refused", origin)
+        return False
+    csrf: Csrf = current_app.extensions["drip.csrf"]
+    verdict = csrf.check(request.form.get(FIELD), request.cookies.get(COOKIE), own)
+    if not verdict.ok:
+        log.info("CSRF check failed on %s: %s", request.url_rule, verdict.reason)
+    return verdict.ok
+
+
+# -- pages -----------------------------------------------------------------------------
+
+
+@bp.get("/")
+def home() -> Response:
+    return redirect(url_for("drip.subscribe"))
+
+
+@bp.get("/healthz")
+def health() -> tuple[str, int, dict[str, str]]:
+    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.get("/privacy")
+def privacy() -> str:
+    config = services().config
+    return render_template(
+        "privacy.html",
+        notice=PRIVACY_NOTICE,
+        consent=consent_text(config),
+        version=consent_version(config),
+    )
+
+
+def signup_page(form: SignupForm | None, status: int = 200, notice: str = "") -> tuple[str, int]:
+    config = services().config
+    form = form or SignupForm(timezone=config.clinic.timezone)
+    return (
+        render_template(
+            "subscribe.html",
+            form=form,
+            symptoms=config.symptoms,
+            red_flags=config.red_flags,
+            common_zones=[(z, label(z)) for z in COMMON],
+            all_zones=[(z, label(z)) for z in all_zones() if z not in COMMON],
+            default_zone=form.timezone or config.clinic.timezone,
+            consent=consent_text(config),
+            version=consent_version(config),
+            privacy=PRIVACY_NOTICE,
+            notice=notice,
+        ),
+        status,
+    )
+
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+def subscribe() -> Page:
+    if request.method == "GET":
+        return signup_page(None)
+    svc = services()
+    config = svc.config
+    form = read_signup(request.form, config, consent_version(config))
+    origin = request_origin()
+    from_embed = origin is not None and origin in svc.options.embed_origins
+    if not from_embed and not csrf_ok():
+        # nothing stored or sent: the person sees their answers and presses once more
+        return signup_page(form, 400, "Please check your answers and press “Sign me up” again.")
+    advice = advice_for(config, form.red_flags)
+    if form.honeypot:
+        log.info("signup honeypot filled in; pretending it worked")
+        return render_template("check_inbox.html", advice=advice)
+    limits: dict[str, RateLimiter] = current_app.extensions["drip.limits"]
+    if not limits["ip"].hit(client_ip()):
+        log.warning("signup rate limit reached for an IP address")
+        return message_page(
+            "Too many sign-ups from your network",
+            "Please wait an hour and try again, or call the clinic.",
+            429,
+            advice=advice,
+        )
+    if not form.ok:
+        return signup_page(form, 400)
+    if limits["address"].hit(form.clean_email):
+        _store_and_mail(svc, form)
+    else:
+        log.info("signup attempts limit reached for one address; no email this time")
+    return render_template("check_inbox.html", advice=advice)
+
+
+def _store_and_mail(svc: Services, form: SignupForm) -> None:
+    """Save the signup and send the one email it calls for, at most once per window."""
+    config = svc.config
+    consent = flows.Consent(
+        client_ip(), user_agent(), consent_version(config), consent_text(config)
+    )
+    for attempt in (1, 2):  # a concurrent signup for the same new address wins the insert
+        with Session(svc.engine, expire_on_commit=False) as session:
+            now = svc.now()
+            try:
+                sub, mail = flows.start_signup(session, config, form, consent, now)
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                if attempt == 2:
+                    raise
+                continue
+            if sub is None or not mail:
+                return
+            previous = sub.last_confirmation_sent_at
+            if not flows.claim_mail_slot(session, sub, now, svc.options.confirm_interval):
+                session.commit()
+                log.info("confirmation email already sent recently to subscriber %s", sub.id)
+                return
+            session.commit()
+            step = mailer.CONFIRM_STEP if mail == flows.CONFIRM_MAIL else mailer.ALREADY_STEP
+            if mailer.send(svc, sub, step):
+                audit.record(session, now, "web", f"email.{step.key}.sent", sub.id)
+            else:
+                flows.release_mail_slot(session, sub, previous)
+            session.commit()
+            return
+
+
+# -- tokens ----------------------------------------------------------------------------
+
+
+def read_token(purpose: str, token: str) -> tuple[str | None, Page | None]:
+    """The public id in a link's token, or the page to show instead."""
+    if len(token) > MAX_TOKEN:
+        return None, bad_link()
+    try:
+        return services().tokens.read(purpose, token), None
+    except TokenError as exc:
+        if exc.expired:
+            return None, message_page(
+                "This link has expired",
+                "Confirmation links work for 7 days. Please sign up again and we will "
+                "send you a new one.",
+                410,
+                signup_link=True,
+            )
+        return None, bad_link()
+
+
+def bad_link() -> tuple[str, int]:
+    log.info("invalid link token on %s", request.url_rule)
+    return message_page(
+        "This link does not work",
+        "It may have been cut short or changed. Please open the link from the email "
+        "again, or copy the whole link into your browser. Nothing was changed.",
+        400,
+    )
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm(token: str) -> Page:
+    """GET shows a button; only the POST confirms (mail scanners open links too)."""
+    public_id, problem = read_token(CONFIRM, token)
+    if problem is not None:
+        return problem
+    assert public_id is not None
+    svc = services()
+    with Session(svc.engine, expire_on_commit=False) as session:
+        if request.method == "GET":
+            sub = flows.by_public_id(session, public_id)
+            state = "pending" if sub is not None and sub.status == PENDING else None
+            if sub is not None and sub.status == ACTIVE:
+                state = "already"
+            if state is None:
+                return used_link()
+            return render_template("confirm.html", state=state, sub=sub, links=_links(sub))
+        result, sub = flows.confirm(session, svc.config, public_id, svc.now(), client_ip())
+        session.commit()
+    if result == "invalid" or sub is None:
+        return used_link()
+    if result == "confirmed":
+        # the urgent email (red flags) and a first step due now go at once
+        jobs.send_due(svc, only_subscriber=sub.id, wait=svc.options.send_lock_wait)
+    return render_template("confirm.html", state=result, sub=sub, links=_links(sub))
+
+
+def used_link() -> tuple[str, int]:
+    return message_page(
+        "This link is no longer valid",
+        "It was already used, or you have unsubscribed since. Nothing was changed. "
+        "To get our emails again, please sign up again.",
+        410,
+        signup_link=True,
+    )
+
+
+def _links(sub: Subscriber) -> dict[str, str]:
+    tokens = services().tokens
+    return {
+        "unsubscribe": url_for("drip.unsubscribe", token=tokens.make(UNSUBSCRIBE, sub.public_id)),
+        "preferences": url_for("drip.preferences", token=tokens.make(PREFERENCES, sub.public_id)),
+    }
+
+
+@bp.route("/u/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Page:
+    """RFC 8058: a POST (body List-Unsubscribe=One-Click) unsubscribes by the token
+    alone, with no cookie or CSRF token, and answers 200, never a redirect. A GET
+    only shows the button: link scanners must not unsubscribe anyone."""
+    public_id, problem = read_token(UNSUBSCRIBE, token)
+    if problem is not None:
+        return problem
+    assert public_id is not None
+    svc = services()
+    with Session(svc.engine, expire_on_commit=False) as session:
+        if request.method == "GET":
+            sub = flows.by_public_id(session, public_id)
+            if sub is None or sub.status == UNSUBSCRIBED or sub.withdrawn_at:
+                return render_template("unsubscribed.html")
+            return render_template(
+                "unsubscribe.html", preferences=_links(sub)["preferences"], token=token
+            )
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        how = "one-click" if one_click and "button" not in request.form else "page"
+        flows.unsubscribe(session, svc.config, public_id, svc.now(), how)
+        session.commit()
+    return render_template("unsubscribed.html")
+
+
+@bp.route("/p/<token>", methods=["GET", "POST"])
+def preferences(token: str) -> Page:
+    public_id, problem = read_token(PREFERENCES, token)
+    if problem is not None:
+        return problem
+    assert public_id is not None
+    svc = services()
+    config = svc.config
+    with Session(svc.engine, expire_on_commit=False) as session:
+        sub = flows.by_public_id(session, public_id)
+        if sub is None:
+            return message_page(
+                "We hold nothing for this address",
+                "There is nothing to change. To get our emails, please sign up.",
+                410,
+                signup_link=True,
+            )
+        if request.method == "GET" or sub.status != ACTIVE:
+            return preferences_page(session, sub, token, done=request.args.get("done", ""))
+        if not csrf_ok():
+            return preferences_page(
+                session,
+                sub,
+                token,
+                status=400,
+                notice="That form was open too long. Please make your change again.",
+            )
+        action = read_choice(
+            request.form, "action", ("answers", "pause", "resume", "leave", "join", "stop")
+        )
+        now = svc.now()
+        done = action or ""
+        if action == "answers":
+            topics = read_topics(request.form, config)
+            if topics.errors:
+                return preferences_page(session, sub, token, status=400, errors=topics.errors)
+            new_flags = flows.update_topics(
+                session, config, sub, topics.symptoms, topics.timezone, now
+            )
+            session.commit()
+            if new_flags:
+                jobs.send_due(svc, only_subscriber=sub.id, wait=svc.options.send_lock_wait)
+                return render_template(
+                    "check_inbox.html", advice=advice_for(config, new_flags), saved=True
+                )
+        elif action == "pause":
+            weeks = read_weeks(request.form)
+            if weeks is None:
+                return preferences_page(
+                    session, sub, token, status=400, notice="Please choose how many weeks to pause."
+                )
+            flows.pause(session, config, sub, weeks, now)
+            done = "paused"
+        elif action == "resume":
+            flows.pause(session, config, sub, None, now)
+            done = "resumed"
+        elif action in ("leave", "join"):
+            keys = [c.key for c in config.drip_campaigns()]
+            key = read_choice(request.form, "campaign", keys)
+            changed = key is not None and (
+                flows.leave_campaign(session, config, sub, key, now)
+                if action == "leave"
+                else flows.rejoin_campaign(session, config, sub, key, now)
+            )
+            done = ("left" if action == "leave" else "joined") if changed else ""
+        elif action == "stop":
+            flows.unsubscribe(session, config, sub.public_id, now, "preferences")
+            session.commit()
+            return render_template("unsubscribed.html")
+        else:
+            return preferences_page(
+                session, sub, token, status=400, notice="Please use one of the buttons on the page."
+            )
+        session.commit()
+    return redirect(url_for("drip.preferences", token=token, done=done), 303)
+
+
+def preferences_page(
+    session: Session,
+    sub: Subscriber,
+    token: str,
+    *,
+    status: int = 200,
+    done: str = "",
+    notice: str = "",
+    errors: dict[str, str] | None = None,
+) -> tuple[str, int]:
+    config = services().config
+    paused = sub.paused_until is not None and sub.paused_until > services().now()
+    return (
+        render_template(
+            "preferences.html",
+            sub=sub,
+            token=token,
+            chosen=sub.symptom_keys,
+            symptoms=config.symptoms,
+            red_flags=config.red_flags,
+            common_zones=[(z, label(z)) for z in COMMON],
+            all_zones=[(z, label(z)) for z in all_zones() if z not in COMMON],
+            campaigns=flows.campaign_states(session, config, sub),
+            paused=paused,
+            weeks=PAUSE_WEEKS,
+            done=DONE.get(done, ""),
+            notice=notice,
+            errors=errors or {},
+            unsubscribe=_links(sub)["unsubscribe"],
+        ),
+        status,
+    )
