@@ -87,11 +87,12 @@ class Web:
         return self.client.post("/subscribe", data=data)
 
     def confirm_path(self, address: str) -> str:
-        mails = self.sink.handler.to(address)
-        assert mails, f"no email to {address}"
-        found = CONFIRM_LINK.search(body_text(mails[-1]))
-        assert found, body_text(mails[-1])
-        return found.group(1)
+        """The path in the newest confirmation email to `address`."""
+        for mail in reversed(self.sink.handler.to(address)):
+            found = CONFIRM_LINK.search(body_text(mail))
+            if found:
+                return found.group(1)
+        raise AssertionError(f"no confirmation email to {address}")
 
     def subscriber(self, address: str) -> Subscriber | None:
         with Session(self.services.engine) as session:
@@ -118,6 +119,7 @@ def body_html(received: Received) -> str:
 
 
 def web_project(root: Path, sink: MailSink) -> Project:
+    root.mkdir(parents=True, exist_ok=True)
     return make_project(root, FIXTURES / "web", sink.url)
 
 
