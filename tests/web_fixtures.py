@@ -1,6 +1,7 @@
 """Fixtures for the web tests: the app on a real SQLite file, the real SMTP sink.
 
-Import the fixtures a test module uses by name: `from web_fixtures import web`.
+A test module imports the fixture by its function name, `web_fixture`, and asks
+for it as `web`.
 """
 
 from __future__ import annotations
@@ -132,6 +133,6 @@ def make_web(project: Project, sink: MailSink, **options: object) -> Web:
     return Web(project, sink, app, services, clock, app.test_client())
 
 
-@pytest.fixture
-def web(tmp_path: Path, sink: MailSink) -> Web:
+@pytest.fixture(name="web")
+def web_fixture(tmp_path: Path, sink: MailSink) -> Web:
     return make_web(web_project(tmp_path, sink), sink)

@@ -7,12 +7,10 @@ import time
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from web_fixtures import Web
+from web_fixtures import Web, web_fixture  # noqa: F401
 
 from drip.models import AuditEntry, Enrollment
 from drip.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE
-
-pytest_plugins = ["web_fixtures"]
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

@@ -6,11 +6,9 @@ import logging
 
 import pytest
 from sqlalchemy import text
-from web_fixtures import ZONE, Web, body_html, body_text, make_web, web_project
+from web_fixtures import ZONE, Web, body_html, body_text, make_web, web_fixture, web_project  # noqa: F401
 
 from drip.web.options import Limit
-
-pytest_plugins = ["web_fixtures"]
 
 
 def stored(web: Web) -> int:

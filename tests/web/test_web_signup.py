@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from web_fixtures import ZONE, Web, body_html, body_text
+from web_fixtures import ZONE, Web, body_html, body_text, web_fixture  # noqa: F401
 
 from drip.models import AuditEntry, Delivery, Enrollment
-
-pytest_plugins = ["web_fixtures"]
 
 
 def test_the_form_lists_symptoms_red_flags_zones_and_versioned_consent(web: Web):
