@@ -1,8 +1,14 @@
 """`drip demo`: the whole product on the embedded defaults, in one command.
 
-A fresh SQLite database and sample patients with different symptoms. The real
-send loop runs over simulated weeks with an injected clock, and every email lands
-in an outbox folder with an index.html listing what each patient got and when.
+First, sample patients: a fresh SQLite database and patients with different
+symptoms; the real send loop runs over simulated weeks with an injected clock,
+and every email lands in an outbox folder with an index.html listing what each
+patient got and when (`drip demo --no-serve` stops here: no browser needed).
+
+Then, unless --no-serve: the live demo. The web app on 127.0.0.1, the scheduler
+of `drip run`, and a local mail catcher (a real SMTP server) whose page shows
+every email as the patient sees it, with buttons that move the demo clock on, so
+a newcomer can sign up, confirm, watch the series arrive and unsubscribe.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import email.policy
 import html
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -140,3 +147,65 @@ sent each email on the simulated clock.</p>{"".join(rows)}</body></html>""",
         encoding="utf-8",
     )
     return index
+
+
+class LiveDemo:
+    """The web app, scheduler and mail catcher of the live demo, bound and ready.
+
+    `run()` serves until interrupted (or `close()` from another thread).
+    """
+
+    def __init__(self, config_path: Path, folder: Path, host: str = "127.0.0.1", port: int = 8000):
+        from .transport import SMTPTransport
+        from .web.app import create_app
+        from .web.catcher import DemoClock, MailCatcher
+        from .web.options import WebOptions
+        from .web.server import make_server
+        from .web.services import Services
+
+        config = load_config(config_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        database = folder / "live.db"
+        for leftover in folder.glob("live.db*"):
+            leftover.unlink()
+        self.engine = db.make_engine(f"sqlite:///{database.resolve()}")
+        db.ensure_schema(self.engine)
+        self.clock = DemoClock(lambda: datetime.now(UTC))
+        self.catcher = MailCatcher(self.clock).start()
+        smtp_url = self.catcher.smtp_url
+        self.services = Services(
+            config=config,
+            engine=self.engine,
+            secret=DEMO_SECRET,
+            transport_factory=lambda: SMTPTransport.from_url(smtp_url),
+            clock=self.clock,
+            options=WebOptions(confirm_interval=timedelta(minutes=1)),
+            actor="demo",
+        )
+        app = create_app(services=self.services, demo=(self.catcher, self.clock))
+        self.server: Any = make_server(app, host, port)
+        link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.url = f"http://{link_host}:{self.server.effective_port}"
+        # the links in every email must come back to this server, not the clinic's site
+        self.services.config = replace(config, clinic=replace(config.clinic, base_url=self.url))
+        self.scheduler: Any = None
+
+    def run(self, scheduler: bool = True) -> None:
+        from .web.server import start_scheduler
+
+        if scheduler:
+            self.scheduler = start_scheduler(self.services)
+        try:
+            self.server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        self.server.close()
+        self.catcher.stop()
+        self.engine.dispose()

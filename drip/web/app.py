@@ -21,6 +21,7 @@ from .. import db
 from ..config import load_config
 from ..settings import Settings
 from ..transport import Transport, transport_from_settings
+from .catcher import DemoClock, MailCatcher
 from .csrf import COOKIE, Csrf
 from .options import WebOptions
 from .ratelimit import RateLimiter
@@ -71,8 +72,16 @@ def build_services(
     )
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
-    """The patient-facing app. Pass `services`, or `settings` (default: the environment)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    demo: tuple[MailCatcher, DemoClock] | None = None,
+) -> Flask:
+    """The patient-facing app. Pass `services`, or `settings` (default: the environment).
+
+    `demo` (drip demo only) adds the mail catcher's pages and clock buttons.
+    """
     if services is None:
         services = build_services(settings or Settings.from_env())
     app = Flask(__name__)
@@ -104,6 +113,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from .routes import bp
 
     app.register_blueprint(bp)
+    if demo is not None:
+        from .catcher import bp as catcher_bp
+
+        app.extensions["drip.catcher"], app.extensions["drip.demo_clock"] = demo
+        app.register_blueprint(catcher_bp)
     app.jinja_env.globals.update(
         clinic=services.config.clinic, csrf_token=_csrf_token, csp_nonce=_csp_nonce
     )

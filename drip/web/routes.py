@@ -133,7 +133,14 @@ def csrf_ok() -> bool:
 
 @bp.get("/")
 def home() -> Response:
+    if "drip.catcher" in current_app.extensions:  # drip demo: start at the mail catcher
+        return redirect(url_for("demo.mail"))
     return redirect(url_for("drip.subscribe"))
+
+
+@bp.get("/favicon.ico")
+def favicon() -> tuple[str, int]:
+    return "", 204
 
 
 @bp.get("/healthz")

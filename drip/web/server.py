@@ -22,6 +22,7 @@ def setup_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line a minute otherwise
 
 
 def make_server(app: Flask, host: str, port: int, threads: int = 8):  # type: ignore[no-untyped-def]
