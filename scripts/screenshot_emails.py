@@ -2,11 +2,11 @@
 """Render every shipped email to PNG at phone and desktop widths, for docs/emails/.
 
 Each drip step is rendered with `drip preview CAMPAIGN STEP --symptoms ... --format
-html`, exactly as `drip` would send it to a patient with those answers; the
-confirmation email (not a campaign step: the web signup sends it) is rendered with
-drip's Renderer. Headless Chromium then takes a full-page screenshot of each at
-390px (a phone) and 1200px (a desktop) wide, and docs/emails/README.md is rewritten
-to link them all.
+html`, exactly as `drip` would send it to a patient with those answers. The
+confirmation and already-subscribed emails (not campaign steps: the web signup
+sends them) are rendered with drip's Renderer, as drip/web/mailer.py does.
+Headless Chromium then takes a full-page screenshot of each at 390px (a phone) and
+1200px (a desktop) wide, and docs/emails/README.md is rewritten to link them all.
 
 Usage, from the repository root:
 
@@ -128,6 +128,15 @@ SHOTS = (
         (),
         "The double opt-in email. It echoes nothing the form received.",
     ),
+    Shot(
+        "10-already-subscribed",
+        "Already signed up (sent by the signup page)",
+        "",
+        "already_subscribed",
+        (),
+        "Sent instead of a confirmation when the address is already subscribed, so the "
+        "signup page answers the same either way.",
+    ),
 )
 
 
@@ -163,27 +172,29 @@ def email_html(shot: Shot, folder: Path) -> Path:
             stdout=subprocess.DEVNULL,
         )
     else:
-        out.write_text(confirmation_html(), encoding="utf-8")
+        out.write_text(transactional_html(shot.step), encoding="utf-8")
     return out
 
 
-def confirmation_html() -> str:
+def transactional_html(template: str) -> str:
+    """Render a signup-page email the way drip/web/mailer.py does: no name, no symptoms."""
     sys.path.insert(0, str(REPO))
+    from drip.checks import preview_links
     from drip.config import Step, load_config
-    from drip.render import Renderer, base_context
+    from drip.render import Renderer, subscriber_context
 
     config = load_config(REPO / "campaigns.toml")
     step = Step(
-        key="confirm",
+        key=template,
         subject="Please confirm your email address",
         preheader="One click and you are signed up",
-        template="confirm",
+        template=template,
         delay=timedelta(0),
     )
-    context = {
-        **base_context(config),
-        "confirm_url": f"{config.clinic.base_url}/c/TOKEN",
-    }
+    context = subscriber_context(
+        config, first_name=None, symptoms=set(), links=preview_links(config)
+    )
+    context["confirm_url"] = f"{config.clinic.base_url}/confirm/TOKEN"
     return Renderer(config.templates_dir).render(step, context).html
 
 
@@ -239,7 +250,7 @@ def write_index() -> Path:
         )
     lines.append("")
     for shot in SHOTS:
-        where = f"`{shot.campaign}/{shot.step}`" if shot.campaign else "`confirm.mjml`"
+        where = f"`{shot.campaign}/{shot.step}`" if shot.campaign else f"`{shot.step}.mjml`"
         lines += [
             f"## {shot.title}",
             "",

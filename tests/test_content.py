@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from drip.checks import preview_links
 from drip.config import DEFAULT_BANNED_SUBJECT_WORDS, Config, Quality, Step, load_config
 from drip.quality import gate_email, reading_text
-from drip.render import RenderedEmail, Renderer, base_context, subscriber_context
+from drip.render import RenderedEmail, Renderer, subscriber_context
 
 REPO = Path(__file__).parent.parent
 SEEDS = Path("/work/shared/seeds")
@@ -539,24 +539,35 @@ def test_red_flag_advice_on_the_signup_page_matches_the_email(config: Config, re
 # -- confirmation email (sent by the web signup, not a campaign step) --------------------
 
 
-def confirmation(config: Config, renderer: Renderer, **extra) -> RenderedEmail:
+def transactional(
+    config: Config, renderer: Renderer, template: str = "confirm", **extra
+) -> RenderedEmail:
+    """Rendered the way the signup page does (drip/web/mailer.py): no name, no symptoms,
+    the usual links plus confirm_url."""
     step = Step(
-        key="confirm",
+        key=template,
         subject="Please confirm your email address",
         preheader="One click and you are signed up",
-        template="confirm",
+        template=template,
         delay=timedelta(0),
     )
-    context = {**base_context(config), "confirm_url": "https://clinic.example/c/TOKEN", **extra}
+    context = subscriber_context(
+        config, first_name=None, symptoms=set(), links=preview_links(config)
+    )
+    context.update(confirm_url="https://clinic.example/confirm/TOKEN", **extra)
     return renderer.render(step, context)
+
+
+def confirmation(config: Config, renderer: Renderer, **extra) -> RenderedEmail:
+    return transactional(config, renderer, "confirm", **extra)
 
 
 def test_confirmation_is_minimal_with_one_button(config: Config, renderer: Renderer):
     email = confirmation(config, renderer)
     assert email.html.count(BUTTON) == 1
     links = re.findall(r'href="([^"]+)"', email.html)
-    assert links == ["https://clinic.example/c/TOKEN"]
-    assert "https://clinic.example/c/TOKEN" in email.text
+    assert links == ["https://clinic.example/confirm/TOKEN"]
+    assert "https://clinic.example/confirm/TOKEN" in email.text
     assert "7 days" in email.text
     assert "did not ask for this" in email.text
     assert config.clinic.postal_address.splitlines()[1] in email.text
@@ -587,6 +598,16 @@ def test_confirmation_reads_easily(config: Config, renderer: Renderer):
     email = confirmation(config, renderer)
     assert textstat.flesch_kincaid_grade(reading_text(email.text)) <= 8
     assert re.search(r"<[a-z/][^>]*>|\{\{|\{%|&[a-z]+;", email.text) is None
+
+
+def test_already_subscribed_email_points_to_preferences(config: Config, renderer: Renderer):
+    email = transactional(config, renderer, "already_subscribed")
+    assert email.html.count(BUTTON) == 1
+    buttons = re.findall(r'<a href="([^"]+)"[^>]*display:inline-block', email.html)
+    assert buttons == ["https://clinic.example/p/TOKEN"]
+    assert "https://clinic.example/u/TOKEN" in email.text
+    assert "confirm/TOKEN" not in both(email)
+    assert "Hello," in email.text
 
 
 # -- the quality gates ------------------------------------------------------------------
