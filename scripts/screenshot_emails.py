@@ -148,37 +148,50 @@ def drip_env() -> dict[str, str]:
     return env
 
 
-def email_html(shot: Shot, folder: Path) -> Path:
+@dataclass(frozen=True)
+class Rendered:
+    html: Path
+    subject: str
+    preheader: str
+    grade: float  # Flesch-Kincaid, measured as `drip check` does
+    words: int
+
+
+def drip_preview(shot: Shot, fmt: str, out: Path | None = None) -> str:
+    command = [sys.executable, "-m", "drip", "preview", shot.campaign, shot.step]
+    command += ["--symptoms", ",".join(shot.symptoms), "--format", fmt]
+    if out is not None:
+        command += ["-o", str(out)]
+    done = subprocess.run(
+        command, check=True, env=drip_env(), cwd=REPO, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+def render(shot: Shot, folder: Path) -> Rendered:
+    sys.path.insert(0, str(REPO))
+    import textstat
+
+    from drip.config import load_config
+    from drip.quality import reading_text
+
     out = folder / f"{shot.slug}.html"
     if shot.campaign:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "drip",
-                "preview",
-                shot.campaign,
-                shot.step,
-                "--symptoms",
-                ",".join(shot.symptoms),
-                "--format",
-                "html",
-                "-o",
-                str(out),
-            ],
-            check=True,
-            env=drip_env(),
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-        )
+        drip_preview(shot, "html", out)
+        text = drip_preview(shot, "text").split("\n\n", 1)[1]  # after "Subject: ..."
+        step = load_config(REPO / "campaigns.toml").campaign(shot.campaign).step(shot.step)
+        subject, preheader = step.subject, step.preheader
     else:
-        out.write_text(transactional_html(shot.step), encoding="utf-8")
-    return out
+        email = transactional(shot.step)
+        out.write_text(email.html, encoding="utf-8")
+        text, subject, preheader = email.text, "(set by the signup page)", ""
+    prose = reading_text(text)
+    grade = round(textstat.flesch_kincaid_grade(prose), 1)
+    return Rendered(out, subject, preheader, grade, textstat.lexicon_count(prose))
 
 
-def transactional_html(template: str) -> str:
+def transactional(template: str):  # -> drip.render.RenderedEmail
     """Render a signup-page email the way drip/web/mailer.py does: no name, no symptoms."""
-    sys.path.insert(0, str(REPO))
     from drip.checks import preview_links
     from drip.config import Step, load_config
     from drip.render import Renderer, subscriber_context
@@ -186,8 +199,8 @@ def transactional_html(template: str) -> str:
     config = load_config(REPO / "campaigns.toml")
     step = Step(
         key=template,
-        subject="Please confirm your email address",
-        preheader="One click and you are signed up",
+        subject="(set by the signup page)",
+        preheader="",
         template=template,
         delay=timedelta(0),
     )
@@ -195,39 +208,70 @@ def transactional_html(template: str) -> str:
         config, first_name=None, symptoms=set(), links=preview_links(config)
     )
     context["confirm_url"] = f"{config.clinic.base_url}/confirm/TOKEN"
-    return Renderer(config.templates_dir).render(step, context).html
+    return Renderer(config.templates_dir).render(step, context)
 
 
-def screenshot(pages: list[tuple[Shot, Path]], chromium: str) -> list[Path]:
+def guard(route, blocked: list[str]) -> None:  # type: ignore[no-untyped-def]
+    url = route.request.url
+    if url.startswith(("file:", "data:")):
+        route.continue_()
+    else:
+        blocked.append(url)
+        route.abort()
+
+
+def screenshot(pages: list[tuple[Shot, Rendered]], chromium: str) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     written: list[Path] = []
+    blocked: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             for label, width in WIDTHS.items():
                 page = browser.new_page(viewport={"width": width, "height": 800})
-                # emails must not load anything from the network; fail loudly if one does
-                page.route(
-                    "**/*",
-                    lambda route: (
-                        route.continue_()
-                        if route.request.url.startswith(("file:", "data:"))
-                        else route.abort()
-                    ),
-                )
-                for shot, html in pages:
-                    page.goto(html.as_uri())
+                # an email must not load anything from the network: refuse and report it
+                page.route("**/*", lambda route: guard(route, blocked))
+                for shot, rendered in pages:
+                    page.goto(rendered.html.as_uri())
                     target = OUT / f"{shot.slug}-{label}.png"
                     page.screenshot(path=str(target), full_page=True)
                     written.append(target)
                 page.close()
         finally:
             browser.close()
+    if blocked:
+        raise SystemExit(f"emails tried to load from the network: {sorted(set(blocked))}")
     return written
 
 
-def write_index() -> Path:
+def schedule_lines() -> list[str]:
+    from drip.config import load_config
+
+    config = load_config(REPO / "campaigns.toml")
+    lines = [
+        "## The schedule",
+        "",
+        "Days count from the day the patient confirms; each email then waits for the",
+        "clinic's send window. Urgent advice goes out at once, at any hour.",
+        "",
+        "| Campaign | Day | Step | Who gets it | Subject | Preview text |",
+        "|----------|-----|------|-------------|---------|--------------|",
+    ]
+    for campaign in config.campaigns:
+        day = timedelta(0)
+        for step in campaign.steps:
+            day += step.delay
+            who = step.when.describe() if step.when else campaign.audience.describe()
+            who = who.replace("any of ", "anyone with: ").replace("none of ", "no one with: ")
+            lines.append(
+                f"| `{campaign.key}` | {day.days} | `{step.key}` | {who} | "
+                f"{step.subject} | {step.preheader} |"
+            )
+    return [*lines, ""]
+
+
+def write_index(rendered: dict[str, Rendered]) -> Path:
     lines = [
         "# The shipped email series",
         "",
@@ -237,25 +281,29 @@ def write_index() -> Path:
         "    python3 scripts/screenshot_emails.py",
         "",
         "Each email is shown at phone width (390px) and desktop width (1200px). Subject",
-        "lines and preview text never name a condition: they show on lock screens.",
+        "lines and preview text never name a condition: they show on lock screens. The",
+        "reading grade is Flesch-Kincaid for the answers shown, measured as `drip check`",
+        "does (its limit is grade 8).",
         "",
-        "| # | Email | Answers shown | Phone | Desktop |",
-        "|---|-------|---------------|-------|---------|",
+        "| # | Email | Answers shown | Grade | Words | Phone | Desktop |",
+        "|---|-------|---------------|-------|-------|-------|---------|",
     ]
     for i, shot in enumerate(SHOTS, start=1):
+        r = rendered[shot.slug]
         answers = ", ".join(f"`{s}`" for s in shot.symptoms) or "none"
         lines.append(
-            f"| {i} | {shot.title} | {answers} | "
+            f"| {i} | {shot.title} | {answers} | {r.grade} | {r.words} | "
             f"[phone]({shot.slug}-phone.png) | [desktop]({shot.slug}-desktop.png) |"
         )
     lines.append("")
+    lines += schedule_lines()
     for shot in SHOTS:
+        r = rendered[shot.slug]
         where = f"`{shot.campaign}/{shot.step}`" if shot.campaign else f"`{shot.step}.mjml`"
+        lines += [f"## {shot.title}", "", f"{where}. {shot.note}", ""]
+        if shot.campaign:
+            lines += [f"Subject: **{r.subject}**  ", f"Preview text: {r.preheader}", ""]
         lines += [
-            f"## {shot.title}",
-            "",
-            f"{where}. {shot.note}",
-            "",
             f'<img src="{shot.slug}-phone.png" width="390" alt="{shot.title}, phone width">',
             "",
             f"[Desktop width]({shot.slug}-desktop.png)",
@@ -272,13 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="slug fragment to render")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    shots = [s for s in SHOTS if not args.only or any(o in s.slug for o in args.only)]
     with tempfile.TemporaryDirectory() as tmp:
-        pages = [(shot, email_html(shot, Path(tmp))) for shot in shots]
-        written = screenshot(pages, args.chromium)
+        rendered = {shot.slug: render(shot, Path(tmp)) for shot in SHOTS}
+        shots = [s for s in SHOTS if not args.only or any(o in s.slug for o in args.only)]
+        written = screenshot([(s, rendered[s.slug]) for s in shots], args.chromium)
     for path in written:
         print(f"{path.relative_to(REPO)}  {path.stat().st_size // 1024} KB")
-    print(f"{write_index().relative_to(REPO)}")
+    print(f"{write_index(rendered).relative_to(REPO)}")
     return 0
 
 
