@@ -674,6 +674,26 @@ def test_every_email_has_exactly_one_call_to_action(config: Config, render):
                 assert email.html.count(BUTTON) == 1, (campaign.key, step.key, answers)
 
 
+def links_in_html(email: RenderedEmail) -> set[str]:
+    return set(re.findall(r'href="([^"]+)"', email.html))
+
+
+def links_in_text(email: RenderedEmail) -> set[str]:
+    return set(re.findall(r"(?:https://|tel:|mailto:)[^\s]+", email.text))
+
+
+def test_the_text_part_carries_the_same_links_as_the_html(config: Config, render, renderer):
+    """A Jinja block the text conversion loses would show every branch's button."""
+    for campaign in config.campaigns:
+        for step in campaign.steps:
+            for answers in PROFILES.values():
+                email = render(campaign.key, step.key, *answers)
+                assert links_in_text(email) == links_in_html(email), (step.key, answers)
+    for template in ("confirm", "already_subscribed"):
+        email = transactional(config, renderer, template)
+        assert links_in_text(email) == links_in_html(email), template
+
+
 # Words that would tell someone glancing at a lock screen what the patient has.
 SYMPTOM_STEMS = (
     *DEFAULT_BANNED_SUBJECT_WORDS,
