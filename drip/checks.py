@@ -48,17 +48,24 @@ def preview_links(config: Config) -> dict[str, str]:
     return {k: v.replace("https://clinic.example", base) for k, v in PREVIEW_LINKS.items()}
 
 
-def check_config(config: Config, renderer: Renderer | None = None) -> CheckReport:
+def check_config(
+    config: Config, renderer: Renderer | None = None, readability: bool = True
+) -> CheckReport:
     renderer = renderer or Renderer(config.templates_dir)
     report = CheckReport()
     for campaign in config.campaigns:
         for step in campaign.steps:
-            report.problems += _check_step(config, renderer, campaign, step, report)
+            report.problems += _check_step(config, renderer, campaign, step, report, readability)
     return report
 
 
 def _check_step(
-    config: Config, renderer: Renderer, campaign: Campaign, step: Step, report: CheckReport
+    config: Config,
+    renderer: Renderer,
+    campaign: Campaign,
+    step: Step,
+    report: CheckReport,
+    readability: bool,
 ) -> list[str]:
     where = f"campaign {campaign.key!r} step {step.key!r}"
     try:
@@ -87,7 +94,7 @@ def _check_step(
             except TemplateProblem as exc:
                 problems.append(f"{exc} ({where}, profile {label!r})")
                 return problems
-            facts, issues = gate_email(config, campaign, step, email, label)
+            facts, issues = gate_email(config, campaign, step, email, label, readability)
             first = first or facts
             for issue in issues:
                 if issue not in seen:  # the same flaw in many profiles is one problem

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import getaddresses, parseaddr
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -88,11 +89,11 @@ class Clinic:
     unsubscribe_mailto: str = ""
     min_gap: timedelta = timedelta(hours=12)
 
-    @property
+    @cached_property
     def from_email(self) -> str:
         return parseaddr(self.from_address)[1]
 
-    @property
+    @cached_property
     def sender_domain(self) -> str:
         return self.from_email.rpartition("@")[2]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 
 class HeaderInjection(ValueError):
@@ -38,6 +39,7 @@ def _header_value(value: str) -> str:
     return Header(value, "utf-8").encode(maxlinelen=998)
 
 
+@lru_cache(maxsize=256)  # the same From and Reply-To on every message of a run
 def _address(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise HeaderInjection(f"line break in an address: {value[:60]!r}")

@@ -170,6 +170,7 @@ class Sender:
                 return
             last_id = batch[-1][0].id
             self._advance_batch(session, batch)
+            session.expunge_all()  # keep memory flat however many are due
 
     def _advance_batch(self, session: Session, batch: list[tuple[Enrollment, Subscriber]]) -> None:
         sub_ids = {sub.id for _, sub in batch}
@@ -336,8 +337,8 @@ class Sender:
                 step=step.key,
                 ref=row.ref,
             )
+        # committed by _advance together with the enrollment's next step
         records[step.key] = Record(row.status, row.sent_at or now, row.next_attempt_at)
-        self._commit()
 
     def _claim(
         self,
