@@ -477,25 +477,7 @@ def audit_log(app: App, limit: int) -> None:
             )
 
 
-@main.command()
-@click.option(
-    "--dir",
-    "folder",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("drip-demo"),
-    show_default=True,
-    help="Where the demo database and outbox go.",
-)
-@click.option("--weeks", default=6, show_default=True, help="Simulated weeks to run.")
-@click.pass_obj
-def demo(app: App, folder: Path, weeks: int) -> None:
-    """Sample patients, simulated weeks of `drip send`, every email in an outbox."""
-    from .demo import run_demo
-
-    index = run_demo(app.settings.config_path, folder, weeks=weeks, echo=click.echo)
-    click.echo(f"\nOpen {index} in a browser to read every email as the patients got it.")
-
-
+# serve, run, snippet, demo and `subscribers purge-pending` live with the web side
 from .web.commands import register as _register_web  # noqa: E402
 
 _register_web(main)

@@ -74,6 +74,9 @@ class SendWindow:
         return f"{self.start_hour:02d}:00-{self.end_hour:02d}:00 {days}"
 
 
+ALWAYS = SendWindow(0, 24, frozenset(range(7)))
+
+
 @dataclass(frozen=True)
 class Clinic:
     name: str
@@ -539,7 +542,16 @@ def _campaigns(
             if "audience" in entry
             else EVERYONE
         )
-        steps = _steps(c, entry.get("step", []), path, vocabulary, clinic_window, templates_dir)
+        # urgent advice never waits for office hours: any hour, any day
+        steps = _steps(
+            c,
+            entry.get("step", []),
+            path,
+            vocabulary,
+            clinic_window,
+            templates_dir,
+            default_window=ALWAYS if kind == "urgent" else None,
+        )
         campaigns.append(Campaign(key, c.string(entry, "name", path), audience, steps, kind))
     return tuple(campaigns)
 
@@ -551,6 +563,7 @@ def _steps(
     vocabulary: dict[str, str],
     clinic_window: SendWindow,
     templates_dir: Path,
+    default_window: SendWindow | None = None,
 ) -> tuple[Step, ...]:
     if not isinstance(raw, list) or not raw:
         c.add(f"{path}.step", "a campaign needs at least one [[campaign.step]]")
@@ -589,7 +602,7 @@ def _steps(
                 send_window=(
                     c.window(entry["send_window"], f"{where}.send_window", clinic_window)
                     if "send_window" in entry
-                    else None
+                    else default_window
                 ),
             )
         )

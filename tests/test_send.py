@@ -200,3 +200,20 @@ def test_missing_secret_is_a_clear_error(project):
     project.env["DRIP_SECRET_KEY"] = ""
     result = project.cli("send", "--now", MON_10)
     assert result.exit_code == 1 and "DRIP_SECRET_KEY is not set" in result.output
+
+
+def test_urgent_advice_goes_out_at_night_and_at_weekends(project, sink):
+    # Saturday 03:00 in Chicago: outside the fixture's Mon-Fri 09-19 window
+    result = project.cli(
+        "subscribers",
+        "add",
+        "flag@example.org",
+        "--symptoms",
+        "night_cramps,clot_signs",
+        "--confirmed",
+        "--now",
+        "2026-06-06T08:00:00Z",
+    )
+    assert result.exit_code == 0, result.output
+    project.cli("send", "--now", "2026-06-06T08:00:00Z")
+    assert [m.subject for m in sink.received] == ["Please read this today"]
