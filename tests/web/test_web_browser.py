@@ -105,6 +105,7 @@ def link_in(mail, kind: str, url: str) -> str:  # type: ignore[no-untyped-def]
 def test_sign_up_confirm_receive_and_unsubscribe_in_a_browser(browser, served, sink):
     project, url = served
     page = browser.new_page(timezone_id="Europe/London")
+    page.set_default_timeout(90_000)  # a loaded 2-core CI machine is slow
     page.goto(f"{url}/subscribe")
     assert page.locator("#timezone").input_value() == "Europe/London"  # from the browser
     page.get_by_label("Your email address").fill("browser@example.org")
@@ -143,6 +144,7 @@ def test_sign_up_confirm_receive_and_unsubscribe_in_a_browser(browser, served, s
 def test_a_red_flag_signup_shows_the_urgent_advice_in_the_browser(browser, served, sink):
     _, url = served
     page = browser.new_page()
+    page.set_default_timeout(90_000)  # a loaded 2-core CI machine is slow
     page.goto(f"{url}/subscribe")
     page.get_by_label("Your email address").fill("flag@example.org")
     page.get_by_label("Sudden shortness of breath or chest pain").check()
@@ -196,6 +198,7 @@ def test_the_demo_in_a_browser_sign_up_confirm_fast_forward_unsubscribe(browser,
     thread.start()
     try:
         page = browser.new_page(timezone_id="America/Chicago")
+        page.set_default_timeout(90_000)  # a loaded 2-core CI machine is slow
         page.goto(f"{live.url}/")
         page.get_by_role("heading", name="Demo mail catcher").wait_for()
         page.goto(f"{live.url}/subscribe")
