@@ -23,15 +23,15 @@ class InvalidSubscriber(ValueError):
 
 
 def normalize_email(raw: str) -> str:
-    """Syntax-check and normalize (lower-case domain, IDNA) with email-validator."""
+    """Syntax-check and normalize (Unicode NFC, IDNA, lower case) with email-validator."""
     if "\r" in raw or "\n" in raw:
         raise InvalidSubscriber("That email address is not valid.")
     try:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidSubscriber(f"That email address is not valid: {exc}") from None
-    local, _, domain = result.normalized.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    # one person, one row: providers treat local parts case-insensitively in practice
+    return result.normalized.lower()
 
 
 def clean_name(raw: str | None) -> str | None:

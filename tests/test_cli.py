@@ -1,0 +1,147 @@
+"""The CLI: every command works on a real database and is documented in README."""
+
+from __future__ import annotations
+
+import email.policy
+import json
+import re
+from email import message_from_string
+from pathlib import Path
+
+import click
+import pytest
+
+from drip import db
+from drip.cli import main
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+MON = "2026-06-01T15:00:00Z"
+
+
+def commands(group: click.Group, prefix: str = "drip"):
+    for name, command in group.commands.items():
+        path = f"{prefix} {name}"
+        if isinstance(command, click.Group):
+            yield from commands(command, path)
+        else:
+            yield path, command
+
+
+@pytest.mark.parametrize("path,command", list(commands(main)), ids=lambda v: str(v))
+def test_every_command_and_option_is_in_the_readme(path, command):
+    rows = [line for line in README.splitlines() if line.startswith(f"| `{path}")]
+    assert rows, f"README's CLI reference has no row for `{path}`"
+    documented = " ".join(rows)
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            assert any(flag in documented for flag in param.opts + param.secondary_opts), (
+                f"`{path}` option {param.opts} is not in README"
+            )
+
+
+def test_every_environment_variable_is_in_the_readme():
+    source = "".join(p.read_text() for p in Path("drip").rglob("*.py"))
+    for name in set(re.findall(r'"(DRIP_[A-Z_]+)"', source)):
+        assert f"`{name}`" in README, f"{name} is not documented"
+
+
+def test_the_schema_head_constant_matches_the_migrations():
+    assert db.HEAD_REVISION == db.head_revision()
+
+
+def add(project, address, symptoms="night_cramps", *extra):
+    return project.cli("subscribers", "add", address, "--symptoms", symptoms, "--now", MON, *extra)
+
+
+def test_subscribers_add_list_show(project):
+    assert (
+        "added pat@example.org (pending); campaigns: none" in add(project, "Pat@Example.ORG").output
+    )
+    assert (
+        "(active); campaigns: leg-health"
+        in add(
+            project,
+            "ann@example.org",
+            "heavy_legs",
+            "--confirmed",
+            "--name",
+            "Ann",
+            "--timezone",
+            "Europe/London",
+        ).output
+    )
+    listed = project.cli("subscribers", "list").output.splitlines()
+    assert listed == [
+        "pat@example.org\tpending\tAmerica/Chicago\tnight_cramps",
+        "ann@example.org\tactive\tEurope/London\theavy_legs",
+    ]
+    assert project.cli("subscribers", "list", "--status", "active").output.count("\n") == 1
+    shown = project.cli("subscribers", "show", "ann@example.org").output
+    assert "first_name             Ann" in shown
+    assert "campaign leg-health: active" in shown and "next welcome" in shown
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("not-an-email",), "not valid"),
+        (("a@example.org", "--symptoms", "nite_cramps"), "unknown symptom key(s): nite_cramps"),
+        (("a@example.org", "--timezone", "Mars/Base"), "unknown time zone"),
+    ],
+)
+def test_subscribers_add_rejects_bad_input(project, args, message):
+    result = project.cli("subscribers", "add", *args)
+    assert result.exit_code == 1 and message in result.output
+
+
+def test_adding_twice_is_an_error_not_a_duplicate(project):
+    add(project, "pat@example.org")
+    result = add(project, "PAT@example.org")
+    assert result.exit_code == 1 and "already a subscriber" in result.output
+
+
+def test_bad_now_is_a_usage_error(project):
+    result = project.cli("send", "--now", "next tuesday")
+    assert result.exit_code == 2 and "not an ISO-8601 time" in result.output
+
+
+def test_stats_and_audit_count_what_happened(project, sink):
+    add(project, "a@example.org", "night_cramps", "--confirmed")
+    add(project, "b@example.org", "walking_cramps", "--confirmed")
+    project.cli("send", "--now", MON)
+    stats = json.loads(project.cli("stats", "--json").output)
+    assert stats["subscribers"] == {"active": 2}
+    assert stats["steps"]["leg-health/welcome"] == {"sent": 2}
+    table = project.cli("stats").output
+    assert re.search(r"leg-health/welcome\s+2\s+0\s+0\s+0", table)
+    audit = project.cli("audit").output
+    assert audit.count("email.sent") == 2 and audit.count("subscriber.created") == 2
+
+
+def test_preview_formats(project):
+    html = project.cli("preview", "leg-health", "causes", "--symptoms", "walking_cramps")
+    assert html.exit_code == 0 and "<!doctype html>" in html.output
+    assert "Please see a doctor about this soon." in html.output
+    text = project.cli("preview", "leg-health", "causes", "--format", "text", "--name", "")
+    assert text.output.startswith("Subject: Why muscles tighten at night\n")
+    assert "Hello," in text.output and "see a doctor" not in text.output
+    eml = project.cli("preview", "leg-health", "welcome", "--format", "eml").output
+    msg = message_from_string(eml, policy=email.policy.default)
+    assert msg["Subject"] == "Welcome, here is what to expect"
+    missing = project.cli("preview", "leg-health", "nope")
+    assert missing.exit_code == 1 and "known: leg-health/welcome" in missing.output
+
+
+def test_db_upgrade_is_idempotent(project):
+    for _ in range(2):
+        result = project.cli("db", "upgrade")
+        assert result.exit_code == 0 and f"revision {db.HEAD_REVISION}" in result.output
+
+
+def test_outbox_transport_writes_eml_files(project, tmp_path):
+    del project.env["DRIP_SMTP_URL"]
+    project.env["DRIP_OUTBOX"] = str(tmp_path / "outbox")
+    add(project, "a@example.org", "night_cramps", "--confirmed")
+    assert "1 sent" in project.cli("send", "--now", MON).output
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml.read_bytes()
