@@ -46,7 +46,7 @@ def test_every_environment_variable_is_in_the_readme():
 
 
 def test_the_schema_head_constant_matches_the_migrations():
-    assert db.HEAD_REVISION == db.head_revision()
+    assert db.head_revision() == db.HEAD_REVISION
 
 
 def add(project, address, symptoms="night_cramps", *extra):
