@@ -77,7 +77,7 @@ def _check_step(
         return [_unknown_variable(renderer, step.template, name) for name in sorted(unknown)]
     problems: list[str] = []
     seen: set[str] = set()
-    first: EmailFacts | None = None
+    worst: EmailFacts | None = None
     for label, symptoms in profiles(config):
         for name in ("Alex", None):
             context = subscriber_context(
@@ -95,13 +95,15 @@ def _check_step(
                 problems.append(f"{exc} ({where}, profile {label!r})")
                 return problems
             facts, issues = gate_email(config, campaign, step, email, label, readability)
-            first = first or facts
+            # report the hardest-to-read version of this email across profiles
+            if worst is None or facts.grade > worst.grade:
+                worst = facts
             for issue in issues:
                 if issue not in seen:  # the same flaw in many profiles is one problem
                     seen.add(issue)
                     problems.append(f"{where}: {issue}")
-    if first is not None:
-        report.emails.append(first)
+    if worst is not None:
+        report.emails.append(worst)
     return problems
 
 

@@ -97,7 +97,7 @@ def gate_email(
 
         grade = round(textstat.flesch_kincaid_grade(prose), 1)
         words = textstat.lexicon_count(prose)
-    if grade > quality.max_grade and campaign.kind == "drip":
+    if grade > quality.max_grade:
         issues.append(
             f"reads at grade {grade}, above the limit of {quality.max_grade:g} "
             f"(profile {profile!r}); use shorter sentences and common words"

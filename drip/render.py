@@ -154,6 +154,14 @@ class Renderer:
         else:
             src = html_to_text(html)
             label = self._label(name) + " (text part)"
+            if _tags_in_table_context(html):
+                raise TemplateProblem(
+                    self._label(name),
+                    None,
+                    "a {% if %} or {% for %} between MJML elements (e.g. around an "
+                    "<mj-button>) is lost when the HTML becomes plain text; wrap whole "
+                    f"<mj-section>s instead, or write {name}.txt by hand",
+                )
         try:
             return self.text_env.from_string(src)
         except TemplateSyntaxError as exc:
@@ -179,6 +187,29 @@ class Renderer:
                 self._label(step.template), None, f"undefined variable: {exc.message}"
             ) from None
         return RenderedEmail(subject, preheader, html, text)
+
+
+_BLOCK_TAG = re.compile(r"\{%.*?%\}", re.S)
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_LAST_TAG = re.compile(r"<(/?[a-zA-Z]+)[^<]*$")
+_TABLE_CONTEXT = {"table", "tbody", "tr", "/tr", "/td", "/th", "thead", "/thead"}
+
+
+def _tags_in_table_context(html: str) -> list[str]:
+    """Jinja statements MJML placed directly inside table structure (between rows).
+
+    The HTML renders fine (the statement renders to nothing), but HTML parsers
+    move text found there out of the table, so text conversion would put the
+    statement in the wrong place and the text part would show every branch.
+    """
+    # blank out comments (MJML's Outlook conditionals) keeping offsets
+    plain = _COMMENT.sub(lambda m: " " * len(m.group(0)), html)
+    found = []
+    for m in _BLOCK_TAG.finditer(plain):
+        last = _LAST_TAG.search(plain, 0, m.start())
+        if last and last.group(1).lower() in _TABLE_CONTEXT:
+            found.append(m.group(0))
+    return found
 
 
 _MD_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\n]+)\)")
