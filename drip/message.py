@@ -18,6 +18,11 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Clinic
+    from .render import RenderedEmail
 
 
 class HeaderInjection(ValueError):
@@ -98,6 +103,29 @@ def build_message(
             b"\r\n",
             b"--" + boundary.encode() + b"--\r\n",
         ]
+    )
+
+
+def compose(
+    clinic: Clinic,
+    to: str,
+    email: RenderedEmail,
+    *,
+    date: datetime,
+    ref: str,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """One of the clinic's emails to `to`: From, Reply-To and a Message-ID carrying `ref`."""
+    return build_message(
+        from_address=clinic.from_address,
+        to=to,
+        subject=email.subject,
+        text=email.text,
+        html=email.html,
+        date=date,
+        message_id=make_message_id(ref, clinic.sender_domain),
+        reply_to=clinic.reply_to,
+        extra_headers=headers,
     )
 
 

@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, func, or_, select, update
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, enrollment
 from .config import Campaign, Config, Step
-from .message import Envelope, build_message, make_message_id
+from .message import Envelope, compose, make_message_id
 from .models import (
     ACTIVE,
     BOUNCED,
@@ -249,12 +250,7 @@ class Sender:
         if step.key in records:  # a deferred retry whose rule no longer matches
             session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.subscriber_id == sub.id,
-                    Delivery.campaign_key == campaign.key,
-                    Delivery.step_key == step.key,
-                    Delivery.status == DEFERRED,
-                )
+                .where(*_row_of(sub, campaign, step), Delivery.status == DEFERRED)
                 .values(status=SKIPPED, error=reason, updated_at=now)
             )
         else:
@@ -291,16 +287,13 @@ class Sender:
         list_unsub = f"<{context['unsubscribe_url']}>"
         if clinic.unsubscribe_mailto:
             list_unsub += f", <mailto:{clinic.unsubscribe_mailto}?subject=unsubscribe>"
-        data = build_message(
-            from_address=clinic.from_address,
-            to=sub.email,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
+        data = compose(
+            clinic,
+            sub.email,
+            rendered,
             date=now,
-            message_id=make_message_id(row.ref, clinic.sender_domain),
-            reply_to=clinic.reply_to,
-            extra_headers={
+            ref=row.ref,
+            headers={
                 "List-Unsubscribe": list_unsub,
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 "X-Drip-Ref": row.ref,
@@ -351,13 +344,7 @@ class Sender:
     ) -> Delivery | None:
         """Insert (or take back a deferred) delivery row as `claimed`, and commit it."""
         if step.key in records:
-            row = session.scalar(
-                select(Delivery).where(
-                    Delivery.subscriber_id == sub.id,
-                    Delivery.campaign_key == campaign.key,
-                    Delivery.step_key == step.key,
-                )
-            )
+            row = session.scalar(select(Delivery).where(*_row_of(sub, campaign, step)))
             taken = (
                 session.execute(
                     update(Delivery)
@@ -430,6 +417,15 @@ class Sender:
                 f"{self._rejections} messages in a row refused by the "
                 f"server (last: {exc}); check the sender settings"
             )
+
+
+def _row_of(sub: Subscriber, campaign: Campaign, step: Step) -> tuple[Any, ...]:
+    """The WHERE clauses naming one delivery row by its unique key."""
+    return (
+        Delivery.subscriber_id == sub.id,
+        Delivery.campaign_key == campaign.key,
+        Delivery.step_key == step.key,
+    )
 
 
 def sweep_in_doubt(session: Session, config: Config, now: datetime) -> int:

@@ -18,7 +18,7 @@ import secrets
 from datetime import timedelta
 
 from ..config import Step
-from ..message import Envelope, build_message, make_message_id
+from ..message import Envelope, compose
 from ..models import Subscriber
 from ..render import RenderedEmail, TemplateProblem, subscriber_context
 from ..tokens import CONFIRM, links
@@ -111,16 +111,13 @@ def send(services: Services, sub: Subscriber, step: Step) -> bool:
     clinic = services.config.clinic
     try:
         email = render(services, sub, step)
-        data = build_message(
-            from_address=clinic.from_address,
-            to=sub.email,
-            subject=email.subject,
-            text=email.text,
-            html=email.html,
+        data = compose(
+            clinic,
+            sub.email,
+            email,
             date=services.now(),
-            message_id=make_message_id(secrets.token_hex(16), clinic.sender_domain),
-            reply_to=clinic.reply_to,
-            extra_headers={"Auto-Submitted": "auto-generated"},
+            ref=secrets.token_hex(16),
+            headers={"Auto-Submitted": "auto-generated"},
         )
     except Exception:
         log.exception("could not build the %s email for subscriber %s", step.key, sub.id)
