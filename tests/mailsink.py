@@ -47,6 +47,7 @@ class SinkHandler:
         self.delay = 0.0
         self.received: list[Received] = []
         self.connections = 0
+        self.tls_sessions = 0  # messages received over an encrypted session
         self._lock = threading.Lock()
 
     def _mode(self, address: str) -> str:
@@ -77,6 +78,7 @@ class SinkHandler:
         if mode == "slow" or self.delay:
             await asyncio.sleep(self.delay)
         with self._lock:
+            self.tls_sessions += bool(session.ssl)
             for rcpt in envelope.rcpt_tos:
                 self.received.append(Received(envelope.mail_from, rcpt, envelope.content))
         return "250 2.0.0 Message accepted for delivery"
@@ -104,10 +106,15 @@ def free_port() -> int:
 class MailSink:
     """Start with `start()`, read `.url` for DRIP_SMTP_URL, stop with `stop()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, **controller_options: object) -> None:
+        """`controller_options` go to aiosmtpd (authenticator, tls_context, ...)."""
         self.handler = SinkHandler()
         self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=free_port(), data_size_limit=10_000_000
+            self.handler,
+            hostname="127.0.0.1",
+            port=free_port(),
+            data_size_limit=10_000_000,
+            **controller_options,
         )
 
     def start(self) -> MailSink:

@@ -1,0 +1,149 @@
+"""SMTP settings against a real server: AUTH, STARTTLS, refusals, URL parsing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from mailsink import MailSink
+
+from drip.transport import SMTPSettings
+
+MON = "2026-06-01T15:00:00Z"
+
+
+def accept_alice(server, session, envelope, mechanism, auth_data):
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"alice"
+        and auth_data.password == b"s3cret/pass"
+    )
+    return AuthResult(success=ok, handled=False)  # let aiosmtpd answer 535 itself
+
+
+@pytest.fixture
+def tls_context(tmp_path) -> ssl.SSLContext:
+    """A self-signed certificate for 127.0.0.1, made for this test."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def add(project):
+    result = project.cli(
+        "subscribers",
+        "add",
+        "pat@example.org",
+        "--symptoms",
+        "night_cramps",
+        "--confirmed",
+        "--now",
+        MON,
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_auth_login_with_url_encoded_password(project):
+    server = MailSink(authenticator=accept_alice, auth_require_tls=False).start()
+    try:
+        add(project)
+        project.env["DRIP_SMTP_URL"] = (
+            f"smtp://alice:s3cret%2Fpass@127.0.0.1:{server.port}?starttls=off"
+        )
+        assert "1 sent" in project.cli("send", "--now", MON).output
+        assert len(server.received) == 1
+    finally:
+        server.stop()
+
+
+def test_a_refused_login_stops_the_run_and_loses_nothing(project):
+    server = MailSink(authenticator=accept_alice, auth_require_tls=False).start()
+    try:
+        add(project)
+        base = f"127.0.0.1:{server.port}?starttls=off"
+        project.env["DRIP_SMTP_URL"] = f"smtp://alice:wrong@{base}"
+        result = project.cli("send", "--now", MON)
+        assert result.exit_code == 2
+        assert "SMTP login refused" in result.output and "0 sent" in result.output
+        assert server.received == []
+        project.env["DRIP_SMTP_URL"] = f"smtp://alice:s3cret%2Fpass@{base}"
+        assert "1 sent" in project.cli("send", "--now", MON).output
+    finally:
+        server.stop()
+
+
+def test_starttls_required_encrypts_the_session(project, tls_context):
+    server = MailSink(tls_context=tls_context, require_starttls=True).start()
+    try:
+        add(project)
+        project.env["DRIP_SMTP_URL"] = f"smtp://127.0.0.1:{server.port}?starttls=required&verify=no"
+        assert "1 sent" in project.cli("send", "--now", MON).output
+        assert server.handler.tls_sessions == 1
+    finally:
+        server.stop()
+
+
+def test_starttls_required_but_not_offered_is_refused(project, sink):
+    add(project)
+    project.env["DRIP_SMTP_URL"] = f"smtp://127.0.0.1:{sink.port}?starttls=required"
+    result = project.cli("send", "--now", MON)
+    assert result.exit_code == 2 and "does not offer STARTTLS" in result.output
+    assert sink.received == []
+
+
+def test_unreachable_server_stops_the_run_and_the_email_waits(project):
+    from mailsink import free_port
+
+    add(project)
+    project.env["DRIP_SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}?starttls=off&timeout=2"
+    result = project.cli("send", "--now", MON)
+    assert result.exit_code == 2 and "cannot reach SMTP server" in result.output
+
+
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("smtp://relay.example", ("relay.example", 25, False, "auto", None)),
+        (
+            "smtp://u:p%40ss@relay.example:587?starttls=required",
+            ("relay.example", 587, False, "required", "u"),
+        ),
+        ("smtps://relay.example", ("relay.example", 465, True, "off", None)),
+    ],
+)
+def test_smtp_urls(url, expected):
+    s = SMTPSettings.from_url(url)
+    assert (s.host, s.port, s.implicit_tls, s.starttls, s.username) == expected
+
+
+@pytest.mark.parametrize("url", ["http://relay", "smtp://", "smtp://h?starttls=maybe"])
+def test_bad_smtp_urls(url):
+    with pytest.raises(ValueError):
+        SMTPSettings.from_url(url)
