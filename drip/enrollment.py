@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .config import Config
@@ -38,12 +38,12 @@ OPTED_OUT = "opted_out"
 
 
 def records_for(
-    session: Session, keys: Iterable[tuple[int, str]]
+    session: Session, subscriber_ids: Iterable[int]
 ) -> dict[tuple[int, str], dict[str, Record]]:
-    """Delivery records per (subscriber, campaign), for a batch in one query."""
-    keys = list(keys)
+    """Delivery records per (subscriber, campaign) for a batch of subscribers, in one query."""
+    ids = list(set(subscriber_ids))
     found: dict[tuple[int, str], dict[str, Record]] = defaultdict(dict)
-    if not keys:
+    if not ids:
         return found
     rows = session.execute(
         select(
@@ -54,7 +54,7 @@ def records_for(
             Delivery.updated_at,
             Delivery.sent_at,
             Delivery.next_attempt_at,
-        ).where(tuple_(Delivery.subscriber_id, Delivery.campaign_key).in_(keys))
+        ).where(Delivery.subscriber_id.in_(ids))
     )
     for sid, ckey, skey, status, updated, sent, retry in rows:
         found[(sid, ckey)][skey] = Record(status, sent or updated, retry)
@@ -133,18 +133,23 @@ def add_skip(
     )
 
 
-def sync_subscriber(session: Session, config: Config, sub: Subscriber, now: datetime) -> None:
+def sync_subscriber(
+    session: Session,
+    config: Config,
+    sub: Subscriber,
+    now: datetime,
+    preloaded: tuple[dict[int, dict[str, Enrollment]], dict[tuple[int, str], dict[str, Record]]]
+    | None = None,
+) -> None:
     """Enroll `sub` where the audience rules now match it; leave where they no longer do.
 
     Re-entering a campaign resumes where the subscriber left off: steps already
-    sent are never sent again (the delivery rows say so).
+    sent are never sent again (the delivery rows say so). `preloaded` is what
+    `preload` returned for a batch that includes `sub`.
     """
+    enrollments, records = preloaded or preload(session, [sub.id])
+    existing = enrollments.get(sub.id, {})
     symptoms = sub.symptom_keys
-    existing = {
-        e.campaign_key: e
-        for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id))
-    }
-    records = records_for(session, [(sub.id, c.key) for c in config.campaigns])
     tz = ZoneInfo(sub.timezone)
     for campaign in config.campaigns:
         wanted = sub.status == ACTIVE and campaign.audience.matches(symptoms)
@@ -164,6 +169,18 @@ def sync_subscriber(session: Session, config: Config, sub: Subscriber, now: date
         elif enrollment.state == LEFT:
             enrollment.state = ENROLLED
         refresh(session, config, enrollment, tz, records[(sub.id, campaign.key)], now)
+
+
+def preload(
+    session: Session, subscriber_ids: list[int]
+) -> tuple[dict[int, dict[str, Enrollment]], dict[tuple[int, str], dict[str, Record]]]:
+    """Enrollments and delivery records of a batch of subscribers, in two queries."""
+    enrollments: dict[int, dict[str, Enrollment]] = defaultdict(dict)
+    for e in session.scalars(
+        select(Enrollment).where(Enrollment.subscriber_id.in_(subscriber_ids))
+    ):
+        enrollments[e.subscriber_id][e.campaign_key] = e
+    return enrollments, records_for(session, subscriber_ids)
 
 
 def stored_fingerprint(session: Session) -> str | None:
@@ -191,8 +208,9 @@ def replan_if_changed(session: Session, config: Config, now: datetime, batch: in
         )
         if not subs:
             break
+        batch_data = preload(session, [sub.id for sub in subs])
         for sub in subs:
-            sync_subscriber(session, config, sub, now)
+            sync_subscriber(session, config, sub, now, batch_data)
         last_id = subs[-1].id
         count += len(subs)
         session.flush()

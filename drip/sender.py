@@ -175,9 +175,7 @@ class Sender:
 
     def _advance_batch(self, session: Session, batch: list[tuple[Enrollment, Subscriber]]) -> None:
         sub_ids = {sub.id for _, sub in batch}
-        records = enrollment.records_for(
-            session, [(e.subscriber_id, e.campaign_key) for e, _ in batch]
-        )
+        records = enrollment.records_for(session, sub_ids)
         symptoms: dict[int, set[str]] = {sid: set() for sid in sub_ids}
         for sid, key in session.execute(
             select(Symptom.subscriber_id, Symptom.key).where(Symptom.subscriber_id.in_(sub_ids))
