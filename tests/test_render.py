@@ -239,12 +239,16 @@ def test_message_bytes_parse_back_with_unicode_subject():
 
 
 def test_jinja_lost_in_the_text_part_is_rejected(project):
-    write_template(project, "causes", """<mj-section>
+    write_template(
+        project,
+        "causes",
+        """<mj-section>
   <mj-column>
     {% if symptoms.walking_cramps %}
     <mj-button href="{{ clinic.booking_url }}">Book</mj-button>
     {% endif %}
   </mj-column>
-</mj-section>""")
+</mj-section>""",
+    )
     out = check_output(project)
     assert "is lost when the HTML becomes plain text" in out and "causes" in out
