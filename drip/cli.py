@@ -197,8 +197,10 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     """Send every email that is due. Safe to run from cron every few minutes."""
     now = parse_now(now_text)
     config = app.config
-    # the same renders and gates as `drip check`, less the slow reading grade
-    report = check_config(config, readability=False)
+    # the same renders and gates as `drip check`, less the slow reading grade; the
+    # sender reuses the renderer, so each template is compiled once per run
+    renderer = Renderer(config.templates_dir)
+    report = check_config(config, renderer, readability=False)
     if report.problems:
         for problem in report.problems:
             click.echo(f"error: {problem}", err=True)
@@ -221,6 +223,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
                 transport,
                 app.tokens,
                 clock=clock_for(now),
+                renderer=renderer,
                 dry_run=dry_run,
                 limit=limit,
             )

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from . import db, enrollment, subscribers
 from .checks import check_config
 from .config import Config, load_config
+from .render import Renderer
 from .sender import Sender
 from .tokens import Tokens
 from .transport import OutboxTransport
@@ -66,7 +67,8 @@ def run_demo(
     config_path: Path, folder: Path, *, weeks: int = 6, echo: Callable[[str], None] = print
 ) -> Path:
     config = load_config(config_path)
-    report = check_config(config)
+    renderer = Renderer(config.templates_dir)  # compiled once for every simulated run
+    report = check_config(config, renderer)
     if report.problems:
         raise SystemExit("drip demo: campaigns.toml has problems; run `drip check`")
     if folder.exists():
@@ -102,7 +104,15 @@ def run_demo(
     now = DEMO_START
     total = 0
     while now <= DEMO_START + timedelta(weeks=weeks):
-        sender = Sender(config, engine, transport, tokens, clock=lambda now=now: now, actor="demo")
+        sender = Sender(
+            config,
+            engine,
+            transport,
+            tokens,
+            clock=lambda now=now: now,
+            renderer=renderer,
+            actor="demo",
+        )
         total += sender.run().sent
         now += timedelta(hours=1)  # like cron running every hour
     echo(f"\nRan `drip send` every simulated hour for {weeks} weeks: {total} emails sent.")

@@ -38,6 +38,7 @@ def send_due(
                 transport,
                 services.tokens,
                 clock=services.clock,
+                renderer=services.renderer,  # compiled once for the process's life
                 actor=services.actor,
             )
             summary = sender.run(only_subscriber=only_subscriber)
