@@ -260,6 +260,16 @@ class _Checker:
             self.add(where, "must be a single line")
         return value.strip()
 
+    def key(self, data: dict[str, Any], path: str, seen: set[str], twice: str) -> str:
+        """A required identity key: well formed, and not used before (`seen` grows)."""
+        key = self.string(data, "key", path)
+        if key and not KEY_PATTERN.match(key):
+            self.add(f"{path}.key", "keys are lower-case letters, digits, _ and -")
+        if key in seen:
+            self.add(f"{path}.key", twice.format(key))
+        seen.add(key)
+        return key
+
     def symptom_list(self, value: Any, path: str, vocabulary: dict[str, str]) -> frozenset[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.add(path, f"must be a list of symptom keys, not {_kind(value)}")
@@ -528,12 +538,7 @@ def _campaigns(
         path = f"campaign[{i}]"
         entry = c.table(value, path)
         c.unknown_keys(entry, path, CAMPAIGN_FIELDS)
-        key = c.string(entry, "key", path)
-        if key and not KEY_PATTERN.match(key):
-            c.add(f"{path}.key", "keys are lower-case letters, digits, _ and -")
-        if key in seen:
-            c.add(f"{path}.key", f"campaign key {key!r} is used twice")
-        seen.add(key)
+        key = c.key(entry, path, seen, "campaign key {!r} is used twice")
         kind = c.string(entry, "kind", path, required=False, default="drip")
         if kind not in ("drip", "urgent"):
             c.add(f"{path}.kind", f'must be "drip" or "urgent", not {kind!r}')
@@ -574,12 +579,7 @@ def _steps(
         where = f"{path}.step[{j}]"
         entry = c.table(value, where)
         c.unknown_keys(entry, where, STEP_FIELDS)
-        key = c.string(entry, "key", where)
-        if key and not KEY_PATTERN.match(key):
-            c.add(f"{where}.key", "keys are lower-case letters, digits, _ and -")
-        if key in seen:
-            c.add(f"{where}.key", f"step key {key!r} is used twice in this campaign")
-        seen.add(key)
+        key = c.key(entry, where, seen, "step key {!r} is used twice in this campaign")
         template = c.string(entry, "template", where)
         if template and not (templates_dir / f"{template}.mjml").is_file():
             known = sorted(

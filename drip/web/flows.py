@@ -219,12 +219,16 @@ def campaign_states(
     return rows
 
 
+def _enrollment(session: Session, sub: Subscriber, key: str) -> Enrollment | None:
+    return session.scalar(
+        select(Enrollment).where(Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == key)
+    )
+
+
 def leave_campaign(
     session: Session, config: Config, sub: Subscriber, key: str, now: datetime
 ) -> bool:
-    row = session.scalar(
-        select(Enrollment).where(Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == key)
-    )
+    row = _enrollment(session, sub, key)
     if row is None:
         return False
     row.state, row.next_step_key, row.next_due_at = OPTED_OUT, None, None
@@ -235,9 +239,7 @@ def leave_campaign(
 def rejoin_campaign(
     session: Session, config: Config, sub: Subscriber, key: str, now: datetime
 ) -> bool:
-    row = session.scalar(
-        select(Enrollment).where(Enrollment.subscriber_id == sub.id, Enrollment.campaign_key == key)
-    )
+    row = _enrollment(session, sub, key)
     if row is None or row.state != OPTED_OUT:
         return False
     row.state = LEFT  # sync_subscriber re-enrolls from here, resuming where they were
