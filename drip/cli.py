@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -18,9 +19,10 @@ from .config import Config, ConfigError, load_config
 from .locking import LockBusy, SendLock
 from .message import build_message
 from .models import AuditEntry, Delivery, Enrollment, Subscriber
+from .progress import Progress
 from .render import Renderer, TemplateProblem, subscriber_context
 from .schedule import IN_DOUBT, SENT
-from .sender import Sender
+from .sender import Sender, Summary, count_due
 from .settings import Settings, SettingsError
 from .tokens import Tokens
 from .transport import TransportUnavailable, transport_from_settings
@@ -205,27 +207,33 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
         for problem in report.problems:
             click.echo(f"error: {problem}", err=True)
         fail("templates have problems (see `drip check`); nothing was sent")
-    from .transport import MemoryTransport
-
     try:
         transport = (
-            MemoryTransport()
+            None
             if dry_run
             else transport_from_settings(app.settings.smtp_url, app.settings.outbox_dir)
         )
     except (TransportUnavailable, ValueError) as exc:
         fail(str(exc))
+    clock = clock_for(now)
     try:
-        with SendLock(app.engine, wait=wait):
+        with (
+            SendLock(app.engine, wait=wait),
+            transport or contextlib.nullcontext(),
+            Progress.for_terminal() or contextlib.nullcontext() as progress,
+        ):
+            if progress is not None:
+                progress.total = count_due(app.engine, clock())
             sender = Sender(
                 config,
                 app.engine,
                 transport,
                 app.tokens,
-                clock=clock_for(now),
+                clock=clock,
                 renderer=renderer,
                 dry_run=dry_run,
                 limit=limit,
+                progress=progress.advance if progress is not None else None,
             )
             summary = sender.run()
     except LockBusy as exc:
@@ -234,8 +242,18 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     for line in summary.planned:
         click.echo(f"  {line}")
     click.echo(f"drip send: {summary.line(dry_run)}")
-    if summary.stopped and not summary.stopped.startswith("--limit"):
-        sys.exit(2)
+    sys.exit(send_exit_code(summary))
+
+
+def send_exit_code(summary: Summary) -> int:
+    """0: fine; 2: the run stopped early (relay unreachable, login refused, the same
+    refusal again and again); 3: some email could not be built or sent because of
+    an error in drip or a template (see `drip deliveries --status failed`)."""
+    if summary.stopped and not summary.limit_reached:
+        return 2
+    if summary.errors:
+        return 3
+    return 0
 
 
 # -- subscribers ---------------------------------------------------------------------

@@ -32,16 +32,48 @@ class HeaderInjection(ValueError):
 @dataclass(frozen=True)
 class Envelope:
     sender: str  # MAIL FROM
-    recipient: str  # RCPT TO
+    recipient: str  # RCPT TO, as wire_address() gives it
     data: bytes  # the message, exactly as it goes over the wire
 
+    @property
+    def needs_smtputf8(self) -> bool:
+        """A non-ASCII local part can only travel over SMTPUTF8 (RFC 6531)."""
+        return not (self.sender.isascii() and self.recipient.isascii())
 
-def _header_value(value: str) -> str:
+
+class UndeliverableAddress(ValueError):
+    """An address that cannot be put on the wire at all."""
+
+
+def wire_address(address: str) -> str:
+    """The address as it goes into RCPT TO and the To header.
+
+    An international domain becomes punycode (IDNA 2008, via email-validator), so
+    `user@bücher.example` travels as plain ASCII. A non-ASCII local part
+    (`josé@...`) has no ASCII form: it stays UTF-8 and needs SMTPUTF8.
+    """
+    if address.isascii():
+        return address
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise UndeliverableAddress(f"{address!r} is not a deliverable address: {exc}") from None
+    return valid.ascii_email or f"{valid.local_part}@{valid.ascii_domain}"
+
+
+# RFC 2047 2: an encoded word is at most 75 characters. Header() folds into
+# several words; 75 keeps each word (plus the folding space) within that.
+_ENCODED_LINE = 75
+
+
+def _header_value(value: str, name: str = "") -> str:
     if "\r" in value or "\n" in value:
         raise HeaderInjection(f"line break in a header value: {value[:60]!r}")
     if value.isascii():
         return value
-    return Header(value, "utf-8").encode(maxlinelen=998)
+    return Header(value, "utf-8", maxlinelen=_ENCODED_LINE, header_name=name).encode(linesep="\r\n")
 
 
 @lru_cache(maxsize=256)  # the same From and Reply-To on every message of a run
@@ -49,7 +81,11 @@ def _address(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise HeaderInjection(f"line break in an address: {value[:60]!r}")
     name, addr = parseaddr(value)
-    return formataddr((name, addr), charset="utf-8") if name else addr
+    if not name:
+        return addr
+    if name.isascii():
+        return formataddr((name, addr))
+    return f"{_header_value(name)} <{addr}>"
 
 
 def _qp(text: str) -> bytes:
@@ -74,19 +110,21 @@ def build_message(
     headers = [
         ("From", _address(from_address)),
         ("To", _address(to)),
-        ("Subject", _header_value(subject)),
+        ("Subject", _header_value(subject, "Subject")),
         ("Date", format_datetime(date)),
         ("Message-ID", _header_value(message_id)),
     ]
     if reply_to:
         headers.append(("Reply-To", _address(reply_to)))
     for name, value in (extra_headers or {}).items():
-        headers.append((name, _header_value(value)))
+        headers.append((name, _header_value(value, name)))
     headers += [
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    # plain ASCII, except a To address with a non-ASCII local part: RFC 6532 puts
+    # it in UTF-8 as is, and such a message only travels over SMTPUTF8
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
     part = (
         b"--" + boundary.encode() + b"\r\nContent-Type: %s; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -131,7 +169,3 @@ def compose(
 
 def make_message_id(ref: str, domain: str) -> str:
     return f"<{ref}@{domain}>"
-
-
-def address_domain(address: str) -> str:
-    return parseaddr(address)[1].rpartition("@")[2] or "localhost"

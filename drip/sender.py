@@ -1,48 +1,64 @@
-"""`drip send`: due steps -> render -> claim -> SMTP -> record, exactly once, in order.
+"""`drip send`: plan -> render+compose -> claim -> send -> record, exactly once, in order.
+
+The stages, each in its own place:
+- plan (here, `_planned`): the due enrollments in batches; steps whose rule does
+  not match are recorded as skipped, steps outside the send window wait; at most
+  one email per subscriber per campaign per run.
+- render + compose (`outgoing.build`): Jinja per subscriber, MIME bytes.
+- claim (`claims.claim`): a few messages at a time, committed before any SMTP talk.
+- send (`postman.Postman`): N connections, each with its own thread.
+- record (`claims.record`): results in batches, with each enrollment's next step.
 
 The guarantees and how they are kept:
-- Once: a delivery row, unique on (subscriber, campaign, step), is inserted and
-  committed as `claimed` *before* any SMTP talk. A second claim of the same step
-  fails on that key, so no code path can send it twice.
+- Once: a delivery row, unique on (subscriber, campaign, step), is claimed and
+  committed *before* any SMTP talk. A second claim of the same step does nothing.
 - In order: schedule.plan_next only offers step n when step n-1 is recorded.
-- In the window: checked against the clock at the moment of sending, in the
-  subscriber's time zone; outside it, the step waits for the next opening.
-- Never after unsubscribing: the due query joins on the subscriber's *current*
-  status, and the suppression list is checked per message.
-- In doubt: a crash between the server's 250 and the `sent` commit leaves a row
-  `claimed`. Only one `drip send` runs at a time (locking.SendLock) and each has
-  one message in flight, so at most one such row per crashed run exists. The next
-  run marks it `in_doubt`, holds that subscriber's campaign, never resends it
-  silently, and reports it until an operator resolves it (`drip deliveries`).
+- In the window: checked in the subscriber's time zone when the step is planned,
+  about a second before its message is handed to the relay.
+- Never after unsubscribing: each claim is conditional on the patient being
+  active, unpaused, unsuppressed and in the series *at claim time*, and a
+  claimed message reaches the relay within about a second (at most
+  2 x connections messages are claimed and not yet recorded).
+- In doubt: a crash leaves at most those 2 x connections rows `claimed`. The next
+  run marks them `in_doubt`, holds those subscribers' campaigns, never resends
+  them silently, and reports them until an operator resolves them.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import audit, enrollment
+from . import audit, claims, enrollment
+from .claims import Claim, Result
 from .config import Campaign, Config, Step
-from .message import Envelope, compose, make_message_id
+from .message import Envelope, make_message_id
 from .models import (
     ACTIVE,
     BOUNCED,
     ENROLLED,
+    FINISHED,
+    HELD,
+    LEFT,
     Delivery,
     Enrollment,
     Subscriber,
     Suppression,
     Symptom,
 )
-from .render import Renderer, subscriber_context
+from .outgoing import build
+from .pacing import Pacer
+from .postman import Outcome, Postman
+from .render import Renderer
 from .schedule import (
     CLAIMED,
     DEFERRED,
@@ -50,17 +66,31 @@ from .schedule import (
     IN_DOUBT,
     SENT,
     SKIPPED,
+    Plan,
     Record,
     in_window,
     next_allowed,
+    plan_next,
 )
 from .subscribers import address_hash, suppress
-from .tokens import Tokens, links
-from .transport import PermanentFailure, TemporaryFailure, Transport, TransportUnavailable
+from .tokens import Tokens
+from .transport import (
+    InDoubt,
+    PermanentFailure,
+    TemporaryFailure,
+    Transport,
+    TransportUnavailable,
+    connections_of,
+    rate_of,
+)
 
 MAX_ATTEMPTS = 6  # temporary failures: retried after 5m, 10m, 20m, 40m, 80m, then failed
 FIRST_RETRY = timedelta(minutes=5)
-MAX_CONSECUTIVE_REJECTIONS = 5  # sender/content 5xx in a row: stop, something is wrong
+# The same refusal again and again is the relay's problem, not the patients': stop.
+MAX_IDENTICAL_REFUSALS = 5
+# "No such mailbox" for every address in a row is a misrouted relay, not a list.
+MAX_BOUNCES_IN_A_ROW = 20
+IN_FLIGHT_PER_CONNECTION = 2  # claimed and not yet recorded, per connection
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -74,10 +104,12 @@ class Summary:
     deferred: int = 0
     failed: int = 0
     bounced: int = 0
+    errors: int = 0  # of the failed: drip could not build or send the message itself
     in_doubt_new: int = 0
     in_doubt_total: int = 0
     replanned: int = 0
     stopped: str | None = None  # why the run stopped early, if it did
+    limit_reached: bool = False
     planned: list[str] = field(default_factory=list)  # dry run: what would go
 
     def line(self, dry_run: bool = False) -> str:
@@ -86,8 +118,11 @@ class Summary:
             f"{self.sent} {verb}, {self.skipped} skipped, {self.deferred} deferred, "
             f"{self.failed} failed"
         )
-        if self.bounced:
-            text += f" ({self.bounced} bounced)"
+        extra = [f"{self.bounced} bounced"] if self.bounced else []
+        if self.errors:
+            extra.append(f"{self.errors} by an error in drip or a template")
+        if extra:
+            text += f" ({', '.join(extra)})"
         if self.in_doubt_total:
             text += (
                 f"; {self.in_doubt_total} in doubt ({self.in_doubt_new} new), "
@@ -98,12 +133,34 @@ class Summary:
         return text
 
 
+@dataclass
+class Job:
+    """One planned message, in plain values (it outlives the planning batch's session)."""
+
+    enrollment_id: int
+    subscriber_id: int
+    public_id: str
+    email: str
+    first_name: str | None
+    tz: ZoneInfo
+    started_at: datetime
+    campaign: Campaign
+    step: Step
+    symptoms: frozenset[str]
+    records: dict[str, Record]
+    ref: str
+    attempts: int  # attempts before this one
+    retry: bool
+    envelope: Envelope | None = None
+    broken: str | None = None  # why the message could not be built
+
+
 class Sender:
     def __init__(
         self,
         config: Config,
         engine: Engine,
-        transport: Transport,
+        transport: Transport | None,
         tokens: Tokens,
         *,
         clock: Callable[[], datetime],
@@ -112,27 +169,58 @@ class Sender:
         limit: int | None = None,
         batch_size: int = 200,
         actor: str = "drip send",
+        progress: Callable[[int], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ):
         self.config, self.engine, self.transport, self.tokens = config, engine, transport, tokens
         self.clock, self.dry_run, self.limit, self.batch_size = clock, dry_run, limit, batch_size
         self.renderer = renderer or Renderer(config.templates_dir)
         self.actor = actor
+        self.progress = progress
         self.run_id = secrets.token_hex(8)
         self.summary = Summary()
-        self._rejections = 0
+        if transport is None and not dry_run:
+            raise ValueError("a Sender needs a transport unless it is a dry run")
+        self.max_in_flight = IN_FLIGHT_PER_CONNECTION * connections_of(transport)
+        rate = rate_of(transport)
+        self.pacer = Pacer(rate.per_second, monotonic or time.monotonic) if rate else None
+        self._in_flight: dict[str, Job] = {}
+        self._results: list[Result] = []
+        self._next: list[tuple[int, str, str | None, datetime | None]] = []
+        self._audit: list[dict[str, object]] = []
+        self._bounced: set[int] = set()
+        self._last_refusal: object = None
+        self._refusals = 0
+        self._bounces = 0
+        self._planned_count = 0
 
     # -- the run ---------------------------------------------------------------------
 
     def run(self, only_subscriber: int | None = None) -> Summary:
         """Send everything due now. `only_subscriber` narrows it (the web's urgent path)."""
         with Session(self.engine, expire_on_commit=False) as session:
+            self.session = session
             self._commit = session.flush if self.dry_run else session.commit
             try:
                 now = self.clock()
                 self.summary.in_doubt_new = sweep_in_doubt(session, self.config, now)
                 self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
                 self._commit()
-                self._send_due(session, only_subscriber)
+                self.postman: Postman[Job] | None = (
+                    None
+                    if self.transport is None or self.dry_run
+                    else Postman(self.transport, connections_of(self.transport))
+                )
+                try:
+                    for jobs in self._planned(session, only_subscriber):
+                        self._dispatch(jobs)
+                    while self._in_flight:
+                        self._collect(wait=None)
+                finally:
+                    if self.postman is not None:
+                        self.postman.stop()
+                if self.summary.limit_reached and self.summary.stopped is None:
+                    self.summary.stopped = f"--limit {self.limit} reached"
                 self.summary.in_doubt_total = (
                     session.scalar(
                         select(func.count())
@@ -144,12 +232,14 @@ class Sender:
             finally:
                 if self.dry_run:
                     session.rollback()
-                self.transport.close()
         return self.summary
 
-    def _send_due(self, session: Session, only_subscriber: int | None) -> None:
+    # -- plan ------------------------------------------------------------------------
+
+    def _planned(self, session: Session, only_subscriber: int | None) -> Iterator[list[Job]]:
+        """Batches of jobs: due enrollments, keyset-paginated so memory stays flat."""
         last_id = 0
-        while self.summary.stopped is None:
+        while self.summary.stopped is None and not self.summary.limit_reached:
             now = self.clock()
             query = (
                 select(Enrollment, Subscriber)
@@ -170,10 +260,14 @@ class Sender:
             if not batch:
                 return
             last_id = batch[-1][0].id
-            self._advance_batch(session, batch)
+            jobs = self._plan_batch(session, batch, now)
+            self._commit()  # skips and waiting steps, before anything is claimed
             session.expunge_all()  # keep memory flat however many are due
+            yield jobs
 
-    def _advance_batch(self, session: Session, batch: list[tuple[Enrollment, Subscriber]]) -> None:
+    def _plan_batch(
+        self, session: Session, batch: list[tuple[Enrollment, Subscriber]], now: datetime
+    ) -> list[Job]:
         sub_ids = {sub.id for _, sub in batch}
         records = enrollment.records_for(session, sub_ids)
         symptoms: dict[int, set[str]] = {sid: set() for sid in sub_ids}
@@ -189,51 +283,74 @@ class Sender:
                 )
             )
         )
+        jobs = []
         for enr, sub in batch:
-            if self.summary.stopped is not None:
-                return
-            if sub.status != ACTIVE:  # bounced earlier in this very batch
-                continue
             if hashes[sub.id] in suppressed:
-                enr.state, enr.next_due_at = "left", None
-                self._commit()
+                enr.state, enr.next_due_at = LEFT, None
                 continue
-            self._advance(
-                session, enr, sub, symptoms[sub.id], records[(enr.subscriber_id, enr.campaign_key)]
+            job = self._plan_one(
+                session,
+                enr,
+                sub,
+                frozenset(symptoms[sub.id]),
+                records[(enr.subscriber_id, enr.campaign_key)],
+                hashes[sub.id],
+                now,
             )
+            if job is not None:
+                jobs.append(job)
+        return jobs
 
-    def _advance(
+    def _plan_one(
         self,
         session: Session,
         enr: Enrollment,
         sub: Subscriber,
-        symptoms: set[str],
+        symptoms: frozenset[str],
         records: dict[str, Record],
-    ) -> None:
-        """Move one enrollment forward: skips as needed, at most one email."""
+        digest: str,
+        now: datetime,
+    ) -> Job | None:
+        """The one message this enrollment sends now, if any, recording skips on the way."""
         tz = ZoneInfo(sub.timezone)
-        emailed = False
         while True:
-            now = self.clock()
             plan = enrollment.refresh(session, self.config, enr, tz, records, now)
             if plan is None or plan.step is None or plan.due_at is None or plan.due_at > now:
-                break
+                return None
             campaign, step = self.config.campaign(enr.campaign_key), plan.step
             window = step.send_window or self.config.clinic.send_window
             if not in_window(now, window, tz):
                 enr.next_due_at = next_allowed(now, window, tz)
-                break
+                return None
             if step.when is not None and not step.when.matches(symptoms):
                 self._skip(session, sub, campaign, step, records, now)
                 continue
-            if emailed:  # one email per subscriber per campaign per run
-                break
-            if self.limit is not None and self.summary.sent >= self.limit:
-                self.summary.stopped = f"--limit {self.limit} reached"
-                break
-            emailed = True
-            self._deliver(session, sub, campaign, step, symptoms, records)
-        self._commit()
+            if self.limit is not None and self._planned_count >= self.limit:
+                self.summary.limit_reached = True
+                return None
+            self._planned_count += 1
+            ref, attempts = secrets.token_hex(16), 0
+            retry = step.key in records  # a deferred row: take it back, same ref
+            if retry:
+                ref, attempts = session.execute(
+                    select(Delivery.ref, Delivery.attempts).where(*_row_of(sub.id, campaign, step))
+                ).one()
+            return Job(
+                enrollment_id=enr.id,
+                subscriber_id=sub.id,
+                public_id=sub.public_id,
+                email=sub.email,
+                first_name=sub.first_name,
+                tz=tz,
+                started_at=enr.started_at,
+                campaign=campaign,
+                step=step,
+                symptoms=symptoms,
+                records=records,
+                ref=ref,
+                attempts=attempts,
+                retry=retry,
+            )
 
     def _skip(
         self,
@@ -248,7 +365,7 @@ class Sender:
         if step.key in records:  # a deferred retry whose rule no longer matches
             session.execute(
                 update(Delivery)
-                .where(*_row_of(sub, campaign, step), Delivery.status == DEFERRED)
+                .where(*_row_of(sub.id, campaign, step), Delivery.status == DEFERRED)
                 .values(status=SKIPPED, error=reason, updated_at=now)
             )
         else:
@@ -256,174 +373,266 @@ class Sender:
         records[step.key] = Record(SKIPPED, now)
         self.summary.skipped += 1
 
-    # -- one message -----------------------------------------------------------------
+    # -- render, claim, hand over ----------------------------------------------------
 
-    def _deliver(
-        self,
-        session: Session,
-        sub: Subscriber,
-        campaign: Campaign,
-        step: Step,
-        symptoms: set[str],
-        records: dict[str, Record],
-    ) -> None:
+    def _dispatch(self, jobs: list[Job]) -> None:
+        pending = deque(jobs)
+        while pending and self.summary.stopped is None:
+            room = self.max_in_flight - len(self._in_flight)
+            if room <= 0:
+                self._collect(wait=None)
+                continue
+            count = min(room, len(pending))
+            if self.pacer is not None:
+                count = self.pacer.take(count)
+                if count == 0:  # the relay's rate: wait, recording what comes back
+                    self._pause(self.pacer.wait())
+                    continue
+            self._send([pending.popleft() for _ in range(count)])
+            self._collect(wait=0)
+
+    def _send(self, chunk: list[Job]) -> None:
         now = self.clock()
-        context = subscriber_context(
-            self.config,
-            first_name=sub.first_name,
-            symptoms=symptoms,
-            links=links(self.tokens, self.config.clinic.base_url, sub.public_id),
-            campaign=campaign,
-            step=step,
-        )
-        rendered = self.renderer.render(step, context)
-
-        row = self._claim(session, sub, campaign, step, records, now)
-        if row is None:
-            return
-        clinic = self.config.clinic
-        list_unsub = f"<{context['unsubscribe_url']}>"
-        if clinic.unsubscribe_mailto:
-            list_unsub += f", <mailto:{clinic.unsubscribe_mailto}?subject=unsubscribe>"
-        data = compose(
-            clinic,
-            sub.email,
-            rendered,
-            date=now,
-            ref=row.ref,
-            headers={
-                "List-Unsubscribe": list_unsub,
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                "X-Drip-Ref": row.ref,
-            },
-        )
+        for job in chunk:
+            try:
+                job.envelope = build(
+                    self.config,
+                    self.renderer,
+                    self.tokens,
+                    email=job.email,
+                    public_id=job.public_id,
+                    first_name=job.first_name,
+                    symptoms=job.symptoms,
+                    campaign=job.campaign,
+                    step=job.step,
+                    ref=job.ref,
+                    date=now,
+                ).envelope
+            except Exception as exc:  # one broken message must not stop the others
+                job.broken = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
         if self.dry_run:
-            self.summary.planned.append(
-                f"{now:%Y-%m-%d %H:%M}Z  {sub.email}  {campaign.key}/{step.key}  "
-                f"{rendered.subject!r}"
-            )
-        try:
-            self.transport.send(Envelope(clinic.from_email, sub.email, data))
-        except TemporaryFailure as exc:
-            self._after_temporary(row, exc, now)
-        except PermanentFailure as exc:
-            self._after_permanent(session, sub, row, exc, now)
-        except TransportUnavailable as exc:
-            # never reached the server: put the claim back, uncounted, and stop the run
-            row.status, row.attempts, row.next_attempt_at = DEFERRED, row.attempts - 1, now
-            row.error, row.updated_at = str(exc), now
-            self.summary.stopped = str(exc)
-        else:
-            row.status, row.sent_at, row.updated_at = SENT, now, now
-            row.message_id, row.error = make_message_id(row.ref, clinic.sender_domain), None
-            self._rejections = 0
-            self.summary.sent += 1
-            audit.record(
-                session,
-                now,
-                self.actor,
-                "email.sent",
-                sub.id,
-                campaign=campaign.key,
-                step=step.key,
-                ref=row.ref,
-            )
-        # committed by _advance together with the enrollment's next step
-        records[step.key] = Record(row.status, row.sent_at or now, row.next_attempt_at)
-
-    def _claim(
-        self,
-        session: Session,
-        sub: Subscriber,
-        campaign: Campaign,
-        step: Step,
-        records: dict[str, Record],
-        now: datetime,
-    ) -> Delivery | None:
-        """Insert (or take back a deferred) delivery row as `claimed`, and commit it."""
-        if step.key in records:
-            row = session.scalar(select(Delivery).where(*_row_of(sub, campaign, step)))
-            taken = (
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == row.id, Delivery.status == DEFERRED)
-                    .values(
-                        status=CLAIMED,
-                        run_id=self.run_id,
-                        attempts=Delivery.attempts + 1,
-                        updated_at=now,
-                    )
-                ).rowcount
-                if row is not None
-                else 0
-            )
-            if not taken:
-                return None
-            self._commit()
-            session.refresh(row)
-            return row
-        row = Delivery(
-            subscriber_id=sub.id,
-            campaign_key=campaign.key,
-            step_key=step.key,
-            status=CLAIMED,
-            ref=secrets.token_hex(16),
-            attempts=1,
-            run_id=self.run_id,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        try:
-            self._commit()
-        except IntegrityError:  # another process claimed this very step first
-            session.rollback()
-            return None
-        return row
-
-    def _after_temporary(self, row: Delivery, exc: TemporaryFailure, now: datetime) -> None:
-        row.error, row.updated_at = str(exc)[:2000], now
-        if row.attempts >= MAX_ATTEMPTS:
-            row.status, row.next_attempt_at = FAILED, None
-            self.summary.failed += 1
-        else:
-            row.status, row.next_attempt_at = DEFERRED, now + retry_delay(row.attempts)
-            self.summary.deferred += 1
-
-    def _after_permanent(
-        self, session: Session, sub: Subscriber, row: Delivery, exc: PermanentFailure, now: datetime
-    ) -> None:
-        row.status, row.error, row.updated_at, row.next_attempt_at = (
-            FAILED,
-            str(exc)[:2000],
-            now,
-            None,
-        )
-        self.summary.failed += 1
-        if exc.recipient and not exc.is_policy:
-            sub.status = BOUNCED
-            suppress(session, sub.email, "hard-bounce", now)
-            audit.record(
-                session, now, self.actor, "subscriber.bounced", sub.id, error=str(exc)[:500]
-            )
-            self.summary.bounced += 1
-            enrollment.sync_subscriber(session, self.config, sub, now)
+            for job in chunk:
+                self.summary.planned.append(
+                    f"{now:%Y-%m-%d %H:%M}Z  {job.email}  {job.campaign.key}/{job.step.key}  "
+                    + (f"cannot be built: {job.broken}" if job.broken else "")
+                )
+                self.summary.sent += job.broken is None
             return
-        self._rejections += 1
-        if self._rejections >= MAX_CONSECUTIVE_REJECTIONS:
+        claimed = claims.claim(
+            self.session,
+            [
+                Claim(
+                    j.subscriber_id,
+                    j.campaign.key,
+                    j.step.key,
+                    j.ref,
+                    address_hash(j.email),
+                    j.retry,
+                )
+                for j in chunk
+            ],
+            self.run_id,
+            now,
+        )
+        for job in chunk:
+            if job.ref in claimed and job.broken is not None:
+                self._finish(job, FAILED, now, error=f"could not build the email: {job.broken}")
+                self.summary.failed += 1
+                self.summary.errors += 1
+        self._flush()  # the claim is durable before any SMTP talk
+        assert self.postman is not None
+        for job in chunk:
+            if job.ref in claimed and job.envelope is not None and job.broken is None:
+                self._in_flight[job.ref] = job
+                self.postman.hand(job, job.envelope)
+
+    def _pause(self, seconds: float) -> None:
+        if self._in_flight:
+            self._collect(wait=max(seconds, 0.001))
+        else:
+            time.sleep(seconds)
+
+    # -- record ----------------------------------------------------------------------
+
+    def _collect(self, wait: float | None) -> None:
+        if self.postman is None:  # a dry run sends nothing
+            return
+        outcomes = self.postman.outcomes(wait)
+        for outcome in outcomes:
+            self._in_flight.pop(outcome.item.ref, None)
+            self._outcome(outcome)
+        self._flush()
+        if outcomes and self.progress is not None:
+            self.progress(len(outcomes))
+
+    def _outcome(self, outcome: Outcome[Job]) -> None:
+        job, error, now = outcome.item, outcome.error, self.clock()
+        attempts = job.attempts + 1
+        if error is None:
+            self._finish(job, SENT, now, sent_at=now, message_id=_message_id(self.config, job))
+            self._audit.append(
+                _audit(
+                    now,
+                    self.actor,
+                    "email.sent",
+                    job,
+                    campaign=job.campaign.key,
+                    step=job.step.key,
+                    ref=job.ref,
+                )
+            )
+            self.summary.sent += 1
+            self._refusals = self._bounces = 0
+        elif isinstance(error, TransportUnavailable):
+            # never reached the server: the claim goes back, the attempt uncounted
+            self._results.append(
+                Result(job.ref, DEFERRED, str(error), retry_at=now, give_back=True)
+            )
+            self.summary.stopped = str(error)
+        elif isinstance(error, TemporaryFailure):
+            if attempts >= MAX_ATTEMPTS:
+                self._finish(job, FAILED, now, error=str(error))
+                self.summary.failed += 1
+            else:
+                retry_at = now + retry_delay(attempts)
+                self._finish(job, DEFERRED, now, error=str(error), retry_at=retry_at)
+                self.summary.deferred += 1
+        elif isinstance(error, InDoubt):
+            self._finish(job, IN_DOUBT, now, error=str(error))
+            self._audit.append(
+                _audit(
+                    now,
+                    self.actor,
+                    "delivery.in_doubt",
+                    job,
+                    campaign=job.campaign.key,
+                    step=job.step.key,
+                    ref=job.ref,
+                )
+            )
+            self.summary.in_doubt_new += 1
+        elif isinstance(error, PermanentFailure):
+            self.summary.failed += 1
+            if error.bounce:
+                self._results.append(Result(job.ref, FAILED, str(error)))
+                self._bounce(job, error, now)
+            else:
+                self._finish(job, FAILED, now, error=str(error))
+                self._refused(error)
+        else:  # a bug or a surprise: this message fails, the run goes on
+            self._finish(job, FAILED, now, error=f"drip error: {type(error).__name__}: {error}")
+            self.summary.failed += 1
+            self.summary.errors += 1
+
+    def _finish(self, job: Job, status: str, now: datetime, **result: object) -> None:
+        """Record the message's result and plan the enrollment's next step."""
+        self._results.append(Result(job.ref, status, **result))  # type: ignore[arg-type]
+        at = result.get("sent_at") or now
+        retry_at = result.get("retry_at")
+        job.records[job.step.key] = Record(status, at, retry_at)  # type: ignore[arg-type]
+        if job.subscriber_id in self._bounced:
+            return
+        plan = plan_next(
+            job.campaign,
+            job.records,
+            job.started_at,
+            job.tz,
+            self.config.clinic.send_window,
+            self.config.clinic.min_gap,
+        )
+        self._next.append((job.enrollment_id, *_stored(plan)))
+
+    def _refused(self, error: PermanentFailure) -> None:
+        self._bounces = 0
+        if error.refusal is None:
+            return
+        same = error.refusal == self._last_refusal
+        self._refusals = self._refusals + 1 if same else 1
+        self._last_refusal = error.refusal
+        if self._refusals >= MAX_IDENTICAL_REFUSALS:
             self.summary.stopped = (
-                f"{self._rejections} messages in a row refused by the "
-                f"server (last: {exc}); check the sender settings"
+                f"{self._refusals} messages in a row refused with the same answer "
+                f"({error}); check the relay settings (no patient was marked bounced)"
             )
 
+    def _bounce(self, job: Job, error: PermanentFailure, now: datetime) -> None:
+        self._refusals = 0
+        self._bounces += 1
+        self.summary.bounced += 1
+        self._bounced.add(job.subscriber_id)
+        sub = self.session.get(Subscriber, job.subscriber_id)
+        if sub is not None and sub.status == ACTIVE:
+            sub.status = BOUNCED
+            suppress(self.session, sub.email, "hard-bounce", now)
+            audit.record(
+                self.session, now, self.actor, "subscriber.bounced", sub.id, error=str(error)[:500]
+            )
+            enrollment.sync_subscriber(self.session, self.config, sub, now)
+        if self._bounces >= MAX_BOUNCES_IN_A_ROW:
+            self.summary.stopped = (
+                f"{self._bounces} addresses in a row refused as unknown ({error}); that "
+                "looks like a relay problem, not a list problem: check the relay settings"
+            )
 
-def _row_of(sub: Subscriber, campaign: Campaign, step: Step) -> tuple[Any, ...]:
+    def _flush(self) -> None:
+        """Write the collected results, next steps and audit entries; one commit."""
+        now = self.clock()
+        claims.record(self.session, self._results, self.run_id, now)
+        claims.set_next(self.session, self._next)
+        claims.audit_many(self.session, self._audit)
+        self._results, self._next, self._audit = [], [], []
+        self._commit()
+
+
+def _stored(plan: Plan) -> tuple[str, str | None, datetime | None]:
+    """What an enrollment row stores for a plan (see enrollment.apply_plan)."""
+    if plan.blocked:
+        return HELD, None, None
+    if plan.finished:
+        return FINISHED, None, None
+    assert plan.step is not None
+    return ENROLLED, plan.step.key, plan.due_at
+
+
+def _message_id(config: Config, job: Job) -> str:
+    return make_message_id(job.ref, config.clinic.sender_domain)
+
+
+def _audit(at: datetime, actor: str, action: str, job: Job, **detail: object) -> dict[str, object]:
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subscriber_id": job.subscriber_id,
+        "detail": json.dumps(detail, default=str, sort_keys=True),
+    }
+
+
+def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[object, ...]:
     """The WHERE clauses naming one delivery row by its unique key."""
     return (
-        Delivery.subscriber_id == sub.id,
+        Delivery.subscriber_id == subscriber_id,
         Delivery.campaign_key == campaign.key,
         Delivery.step_key == step.key,
     )
+
+
+def count_due(engine: Engine, now: datetime) -> int:
+    """How many enrollments are due now (for a progress bar)."""
+    with Session(engine) as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Enrollment)
+                .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+                .where(
+                    Enrollment.state == ENROLLED,
+                    Enrollment.next_due_at <= now,
+                    Subscriber.status == ACTIVE,
+                )
+            )
+            or 0
+        )
 
 
 def sweep_in_doubt(session: Session, config: Config, now: datetime) -> int:

@@ -1,26 +1,40 @@
-"""Where emails go: a real SMTP server, or a folder (demo, previews).
+"""Where emails go: a real SMTP relay, or a folder (demo, previews).
 
-A transport takes an Envelope and either returns (the server said 250) or raises:
-- TemporaryFailure: try again later (4xx, dropped line, timeout). The message was
-  not accepted, because SMTP accepts only on the 250 after DATA.
-- PermanentFailure: 5xx. `recipient` is true when the server refused this
-  recipient (a hard bounce), false for sender or content rejections.
+A transport takes an Envelope and either returns (the server took it) or raises:
+- TemporaryFailure: try again later (4xx, 421, a line dropped before the message
+  content was sent, a timeout before it).
+- PermanentFailure: 5xx. `bounce` is true only when the server said this
+  recipient's mailbox does not exist (replies.names_the_mailbox); `refusal`
+  identifies the reply so a run can spot a relay refusing everything.
+- InDoubt: the line dropped or timed out after the whole message was sent and
+  before the server answered. The server may have it; it must not be resent
+  silently.
 - TransportUnavailable: cannot talk to the server at all (connect, TLS, auth); the
   run stops instead of failing every message.
+
+SMTPTransport is thread-safe: each sending thread gets its own connection, kept
+open and reused, up to `connections` of them (DRIP_SMTP_URL `connections=N`).
+Whoever creates a transport closes it (`with transport_from_settings(...) as t`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 from urllib.parse import parse_qs, unquote, urlparse
 
 from .message import Envelope
+from .replies import Refusal, Stage, Verdict, classify
+
+MAX_CONNECTIONS = 64
+DEFAULT_CONNECTIONS = 4
 
 
 class DeliveryError(Exception):
@@ -34,14 +48,21 @@ class TemporaryFailure(DeliveryError):
 
 
 class PermanentFailure(DeliveryError):
-    def __init__(self, message: str, code: int | None = None, recipient: bool = False):
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        *,
+        bounce: bool = False,
+        refusal: Refusal | None = None,
+    ):
         super().__init__(message, code)
-        self.recipient = recipient
+        self.bounce = bounce
+        self.refusal = refusal
 
-    @property
-    def is_policy(self) -> bool:
-        """5.7.x: authentication or policy; the sender's problem, not the patient's."""
-        return " 5.7." in f" {self}"
+
+class InDoubt(DeliveryError):
+    pass
 
 
 class TransportUnavailable(DeliveryError):
@@ -54,6 +75,44 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class _Closing:
+    """`with transport:` closes it; shared by every transport."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A relay's limit: `count` messages per `seconds`."""
+
+    count: int
+    seconds: int
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+    def __str__(self) -> str:
+        unit = {1: "s", 60: "m", 3600: "h"}[self.seconds]
+        return f"{self.count}/{unit}"
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*([smh])\s*", text)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(f"rate={text!r}: write it as N/s, N/m or N/h, e.g. rate=10/s")
+        return cls(int(match.group(1)), {"s": 1, "m": 60, "h": 3600}[match.group(2)])
+
+
 @dataclass(frozen=True)
 class SMTPSettings:
     host: str
@@ -61,23 +120,38 @@ class SMTPSettings:
     implicit_tls: bool
     starttls: str  # "auto" (if offered), "required", "off"
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     timeout: float
     verify: bool
+    connections: int = DEFAULT_CONNECTIONS
+    rate: Rate | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SMTPSettings:
-        """smtp://user:pass@host:587?starttls=required&timeout=30, smtps://host:465."""
+        """smtp://user:pass@host:587?starttls=required&timeout=30&connections=8&rate=50/s."""
         parts = urlparse(url)
         if parts.scheme not in ("smtp", "smtps"):
             raise ValueError(f"DRIP_SMTP_URL must start with smtp:// or smtps://, not {url!r}")
         if not parts.hostname:
             raise ValueError("DRIP_SMTP_URL has no host name")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        known = {"starttls", "timeout", "verify", "connections", "rate"}
+        unknown = sorted(set(query) - known)
+        if unknown:
+            raise ValueError(
+                f"DRIP_SMTP_URL: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            )
         implicit = parts.scheme == "smtps"
         starttls = "off" if implicit else query.get("starttls", "auto")
         if starttls not in ("auto", "required", "off"):
             raise ValueError("starttls= must be auto, required or off")
+        try:
+            connections = int(query.get("connections", DEFAULT_CONNECTIONS))
+            timeout = float(query.get("timeout", 30))
+        except ValueError:
+            raise ValueError("connections= and timeout= must be numbers") from None
+        if not 1 <= connections <= MAX_CONNECTIONS:
+            raise ValueError(f"connections= must be between 1 and {MAX_CONNECTIONS}")
         return cls(
             host=parts.hostname,
             port=parts.port or (465 if implicit else 25),
@@ -85,21 +159,20 @@ class SMTPSettings:
             starttls=starttls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            timeout=float(query.get("timeout", 30)),
+            timeout=timeout,
             verify=query.get("verify", "yes") != "no",
+            connections=connections,
+            rate=Rate.parse(query["rate"]) if "rate" in query else None,
         )
 
 
-class SMTPTransport:
-    """One reused SMTP connection; reconnects when the server has hung up."""
+class SMTPConnection:
+    """One SMTP session, reused for many messages; reconnects when the server hung up."""
 
     def __init__(self, settings: SMTPSettings):
         self.settings = settings
         self._conn: smtplib.SMTP | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> SMTPTransport:
-        return cls(SMTPSettings.from_url(url))
+        self.opened = 0  # sessions opened, for tests and the benchmark
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -132,56 +205,80 @@ class SMTPTransport:
             raise TransportUnavailable(
                 f"cannot reach SMTP server {s.host}:{s.port}: {exc}"
             ) from None
+        self.opened += 1
         return conn
 
     def send(self, envelope: Envelope) -> None:
         if self._conn is None:
             self._conn = self._connect()
         try:
-            self._transaction(envelope)
+            self._transaction(self._conn, envelope)
         except _StaleConnection:
-            # the server hung up while we were idle, before MAIL FROM was accepted:
+            # the server hung up while we were idle, before MAIL FROM was answered:
             # nothing was sent, so one fresh connection and one more try is safe
-            self.close()
+            self._drop()
             self._conn = self._connect()
             try:
-                self._transaction(envelope)
+                self._transaction(self._conn, envelope)
             except _StaleConnection as exc:
+                self._drop()
                 raise TemporaryFailure(f"connection dropped: {exc}") from None
 
-    def _transaction(self, envelope: Envelope) -> None:
-        conn = self._conn
-        assert conn is not None
+    def _transaction(self, conn: smtplib.SMTP, envelope: Envelope) -> None:
+        options: list[str] = []
+        if envelope.needs_smtputf8:
+            if not conn.has_extn("smtputf8"):
+                raise PermanentFailure(
+                    "needs SMTPUTF8: the address is not plain ASCII and the relay does not "
+                    "offer SMTPUTF8"
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
         try:
-            code, resp = conn.mail(envelope.sender)
+            code, resp = conn.mail(envelope.sender, options)
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-            raise _StaleConnection(str(exc)) from None
-        except TimeoutError as exc:
-            self._drop()
-            raise TemporaryFailure(f"timeout at MAIL FROM: {exc}") from None
+            raise _StaleConnection(str(exc) or type(exc).__name__) from None
         try:
-            if code != 250:
-                self._fail(code, resp, "MAIL FROM", recipient=False)
+            self._expect(code, resp, Stage.MAIL, (250,))
             code, resp = conn.rcpt(envelope.recipient)
-            if code not in (250, 251):
-                self._fail(code, resp, "RCPT TO", recipient=True)
-            code, resp = conn.data(envelope.data)
-            if code != 250:
-                self._fail(code, resp, "DATA", recipient=False)
-        except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
+            self._expect(code, resp, Stage.RCPT, (250, 251))
+            conn.putcmd("data")
+            code, resp = conn.getreply()
+            self._expect(code, resp, Stage.DATA, (354,))
+            conn.send(_dot_stuffed(envelope.data))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # the message content was not (completely) sent: the server cannot have it
             self._drop()
             raise TemporaryFailure(
-                f"connection lost before the server accepted the "
-                f"message: {exc or type(exc).__name__}"
+                f"connection lost before the message was sent: {exc or type(exc).__name__}"
             ) from None
+        try:
+            code, resp = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise InDoubt(
+                "connection lost after the message was sent, before the server answered "
+                f"({exc or type(exc).__name__}); the server may have it"
+            ) from None
+        self._expect(code, resp, Stage.END_OF_DATA, (250,))
 
-    def _fail(self, code: int, resp: bytes, stage: str, recipient: bool) -> None:
+    def _expect(self, code: int, resp: bytes, stage: Stage, ok: tuple[int, ...]) -> None:
+        if code in ok:
+            return
         text = resp.decode("utf-8", "replace")
-        self._reset()
+        if code == 421:
+            self._drop()  # the server is closing this session
+        elif stage is not Stage.END_OF_DATA:
+            self._reset()
         message = f"{stage} refused: {code} {text}"
-        if 400 <= code < 500:
+        verdict = classify(stage, code, text)
+        if verdict is Verdict.DEFERRED:
             raise TemporaryFailure(message, code)
-        raise PermanentFailure(message, code, recipient=recipient)
+        raise PermanentFailure(
+            message,
+            code,
+            bounce=verdict is Verdict.BOUNCED,
+            refusal=Refusal.of(str(stage), code, text),
+        )
 
     def _reset(self) -> None:
         try:
@@ -192,10 +289,9 @@ class SMTPTransport:
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.close()
-            finally:
-                self._conn = None
+            self._conn = None
 
     def close(self) -> None:
         if self._conn is None:
@@ -205,12 +301,68 @@ class SMTPTransport:
         self._drop()
 
 
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload (RFC 5321 4.5.2): lines starting with "." get one more, then
+    the terminating line. `data` already has CRLF line ends (message.build_message)."""
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
 class _StaleConnection(Exception):
     pass
 
 
-class OutboxTransport:
+class SMTPTransport(_Closing):
+    """SMTP for many threads at once: one kept-open connection per sending thread."""
+
+    def __init__(self, settings: SMTPSettings):
+        self.settings = settings
+        self._local = threading.local()
+        self._sessions: list[SMTPConnection] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SMTPTransport:
+        return cls(SMTPSettings.from_url(url))
+
+    @property
+    def connections(self) -> int:
+        return self.settings.connections
+
+    @property
+    def rate(self) -> Rate | None:
+        return self.settings.rate
+
+    @property
+    def sessions_opened(self) -> int:
+        with self._lock:
+            return sum(s.opened for s in self._sessions)
+
+    def send(self, envelope: Envelope) -> None:
+        session: SMTPConnection | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = SMTPConnection(self.settings)
+            with self._lock:
+                self._sessions.append(session)
+        session.send(envelope)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+
+class OutboxTransport(_Closing):
     """Writes each message as an .eml file into a folder, numbered in send order."""
+
+    connections = 1
+    rate = None
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -228,20 +380,12 @@ class OutboxTransport:
         pass
 
 
-class MemoryTransport:
-    """Keeps messages in a list: for dry runs and previews (tests use real SMTP)."""
-
-    def __init__(self) -> None:
-        self.sent: list[Envelope] = []
-
-    def send(self, envelope: Envelope) -> None:
-        self.sent.append(envelope)
-
-    def close(self) -> None:
-        pass
-
-
 def transport_from_settings(smtp_url: str | None, outbox_dir: Path | None) -> Transport:
+    if smtp_url and outbox_dir:
+        raise TransportUnavailable(
+            "both DRIP_SMTP_URL and DRIP_OUTBOX are set: unset one (DRIP_OUTBOX writes .eml "
+            "files instead of sending)"
+        )
     if smtp_url:
         return SMTPTransport.from_url(smtp_url)
     if outbox_dir:
@@ -250,3 +394,13 @@ def transport_from_settings(smtp_url: str | None, outbox_dir: Path | None) -> Tr
         "no mail transport configured: set DRIP_SMTP_URL (e.g. smtp://user:pass@relay:587) "
         "or DRIP_OUTBOX=folder to write .eml files instead"
     )
+
+
+def connections_of(transport: Transport | None) -> int:
+    """How many messages a transport can have in flight at once."""
+    return max(1, int(getattr(transport, "connections", 1)))
+
+
+def rate_of(transport: Transport | None) -> Rate | None:
+    rate = getattr(transport, "rate", None)
+    return rate if isinstance(rate, Rate) else None

@@ -156,3 +156,22 @@ def any_project(request, tmp_path: Path, sink: MailSink):
     make_engine(project.database_url).dispose()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def summary(output: str) -> dict[str, int]:
+    """The counts in the last `drip send:` summary line of `output` ("sent", "failed",
+    "in_doubt", ...); parsed, so "60 sent" is never mistaken for "0 sent"."""
+    import re
+
+    lines = [ln for ln in output.splitlines() if ln.startswith("drip send:")]
+    assert lines, f"no summary line in {output!r}"
+    counts = {
+        word.replace(" ", "_"): int(n)
+        for n, word in re.findall(
+            r"\b(\d+) (would send|sent|skipped|deferred|failed|bounced)\b", lines[-1]
+        )
+    }
+    doubt = re.search(r"(\d+) in doubt \((\d+) new\)", lines[-1])
+    counts["in_doubt"] = int(doubt.group(1)) if doubt else 0
+    counts["in_doubt_new"] = int(doubt.group(2)) if doubt else 0
+    return counts

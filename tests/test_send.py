@@ -144,13 +144,23 @@ def test_temporary_failure_is_retried_with_backoff(project, sink):
     assert ("welcome", "sent") in deliveries(project)
 
 
-def test_dropped_connection_mid_data_is_deferred_not_lost(project, sink):
+def test_hang_up_after_the_whole_message_is_in_doubt_never_resent(project, sink):
+    # the server read the whole message, then hung up without answering: it may
+    # have it, so drip must not send it again by itself
     add(project, "drop@example.org")
     sink.handler.by_recipient["drop@example.org"] = "drop"
     result = project.cli("send", "--now", MON_10)
-    assert "1 deferred" in result.output, result.output
+    assert "1 in doubt (1 new)" in result.output, result.output
     sink.handler.by_recipient.clear()
-    assert "1 sent" in project.cli("send", "--now", "2026-06-01T15:10:00Z").output
+    again = project.cli("send", "--now", "2026-06-01T15:10:00Z")
+    assert "0 sent" in again.output and "1 in doubt (0 new)" in again.output
+    assert sink.received == []
+    (ref,) = [
+        line.split()[0] for line in project.cli("deliveries", "--in-doubt").output.splitlines()
+    ]
+    assert project.cli("deliveries", "--resolve", ref, "--as", "resend").exit_code == 0
+    assert "1 sent" in project.cli("send", "--now", "2026-06-01T15:20:00Z").output
+    assert len(sink.handler.to("drop@example.org")) == 1
 
 
 def test_hard_bounce_marks_bounced_and_suppresses(project, sink):

@@ -1,0 +1,70 @@
+"""One series email for one patient, exactly as `drip send` puts it on the wire.
+
+`drip send` and `drip preview --format eml` both build messages here, so a
+preview is byte for byte what a patient gets (but for the date, the random MIME
+boundary and the Message-ID's ref).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .config import Campaign, Clinic, Config, Step
+from .message import Envelope, compose, wire_address
+from .render import RenderedEmail, Renderer, subscriber_context
+from .tokens import Tokens, links
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    email: RenderedEmail
+    envelope: Envelope
+
+
+def list_headers(clinic: Clinic, unsubscribe_url: str, ref: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 one-click unsubscribe, and the ref that matches bounces."""
+    target = f"<{unsubscribe_url}>"
+    if clinic.unsubscribe_mailto:
+        target += f", <mailto:{clinic.unsubscribe_mailto}?subject=unsubscribe>"
+    return {
+        "List-Unsubscribe": target,
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "X-Drip-Ref": ref,
+    }
+
+
+def build(
+    config: Config,
+    renderer: Renderer,
+    tokens: Tokens,
+    *,
+    email: str,
+    public_id: str,
+    first_name: str | None,
+    symptoms: frozenset[str] | set[str],
+    campaign: Campaign,
+    step: Step,
+    ref: str,
+    date: datetime,
+) -> Outgoing:
+    """Render `step` for this patient and compose the message; raises on any problem."""
+    context = subscriber_context(
+        config,
+        first_name=first_name,
+        symptoms=set(symptoms),
+        links=links(tokens, config.clinic.base_url, public_id),
+        campaign=campaign,
+        step=step,
+    )
+    rendered = renderer.render(step, context)
+    to = wire_address(email)
+    data = compose(
+        config.clinic,
+        to,
+        rendered,
+        date=date,
+        ref=ref,
+        headers=list_headers(config.clinic, context["unsubscribe_url"], ref),
+    )
+    return Outgoing(rendered, Envelope(config.clinic.from_email, to, data))
