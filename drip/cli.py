@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from . import audit, db, enrollment, subscribers
 from .checks import check_config, preview_links
 from .config import Config, ConfigError, load_config
+from .deliverability import dkim_check_lines, rates_json, rates_lines
 from .locking import LockBusy, SendLock
 from .message import build_message
 from .models import AuditEntry, Delivery, Enrollment, Subscriber
+from .rates import step_rates
 from .render import Renderer, TemplateProblem, subscriber_context
 from .schedule import IN_DOUBT, SENT
 from .sender import Sender
@@ -110,6 +112,8 @@ def check(app: App, quiet: bool) -> None:
         for problem in report.problems:
             click.echo(f"error: {problem}", err=True)
         fail(f"{len(report.problems)} problem(s); nothing will be sent until they are fixed")
+    for warning in dkim_check_lines(app):  # DKIM keys and DMARC alignment
+        click.echo(f"warning: {warning}", err=True)
     steps = sum(len(c.steps) for c in config.campaigns)
     click.echo(
         f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, "
@@ -435,8 +439,13 @@ def stats(app: App, as_json: bool) -> None:
     table: dict[str, dict[str, int]] = {}
     for campaign, step, status, count in rows:
         table.setdefault(f"{campaign}/{step}", {})[status] = count
+        rates = step_rates(session)
     if as_json:
-        click.echo(json.dumps({"subscribers": people, "steps": table}, indent=2))
+        click.echo(
+            json.dumps(
+                {"subscribers": people, "steps": table, "rates": rates_json(rates)}, indent=2
+            )
+        )
         return
     click.echo(
         "subscribers: " + (", ".join(f"{n} {s}" for s, n in sorted(people.items())) or "none")
@@ -449,6 +458,8 @@ def stats(app: App, as_json: bool) -> None:
     click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in statuses))
     for key in sorted(table, key=lambda k: order.get(k, 1_000_000)):
         click.echo(f"{key:40}" + "".join(f"{table[key].get(s, 0):>10}" for s in statuses))
+    for line in rates_lines(rates, order):
+        click.echo(line, err=line.startswith("warning"))
 
 
 @main.group("db")
@@ -481,6 +492,8 @@ def audit_log(app: App, limit: int) -> None:
 
 
 # serve, run, snippet, demo and `subscribers purge-pending` live with the web side
+from .deliverability import register as _register_deliverability  # noqa: E402
 from .web.commands import register as _register_web  # noqa: E402
 
 _register_web(main)
+_register_deliverability(main)  # bounces, suppress, dkim
