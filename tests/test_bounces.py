@@ -187,3 +187,19 @@ def test_bounces_process_as_a_real_process(project, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "drip bounces: 1 bounced" in done.stdout
     assert status(project, "pat@example.org") == "bounced"
+
+
+def test_verp_return_path_from_the_clinic_bounce_address(project):
+    from drip.config import load_config
+    from drip.message import return_path
+
+    ref = "cd" * 16
+    assert return_path(load_config(project.config).clinic, ref) == "care@clinic.test"
+    project.edit_config('min_gap = "12h"', 'min_gap = "12h"\nbounce_address = "bounce@clinic.test"')
+    assert return_path(load_config(project.config).clinic, ref) == f"bounce+{ref}@clinic.test"
+    project.edit_config('"bounce@clinic.test"', '"Bounces <b+x@clinic.test>"')
+    result = project.cli("check", "-q")
+    assert result.exit_code == 1
+    assert "clinic.bounce_address: 'Bounces <b+x@clinic.test>' must be a plain address" in (
+        result.output
+    )
