@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -16,10 +17,13 @@ from sqlalchemy.orm import Session
 from . import audit, db, enrollment, subscribers
 from .checks import check_config, preview_links
 from .config import Config, ConfigError, load_config
+from .deliverability import dkim_check_lines, rates_json, rates_lines
+from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
 from .message import build_message
 from .models import AuditEntry, Delivery, Enrollment, Subscriber
 from .progress import Progress
+from .rates import step_rates
 from .render import Renderer, TemplateProblem, subscriber_context
 from .schedule import IN_DOUBT, SENT
 from .sender import Sender, Summary, count_due
@@ -54,6 +58,14 @@ class App:
     def tokens(self) -> Tokens:
         try:
             return Tokens(self.settings.require_secret())
+        except SettingsError as exc:
+            fail(str(exc))
+
+    @cached_property
+    def dkim_sign(self) -> Callable[[bytes], bytes] | None:
+        """DKIM signing for every email, when DRIP_DKIM_* say so."""
+        try:
+            return dkim_sign_for(self.settings, self.config)
         except SettingsError as exc:
             fail(str(exc))
 
@@ -112,6 +124,8 @@ def check(app: App, quiet: bool) -> None:
         for problem in report.problems:
             click.echo(f"error: {problem}", err=True)
         fail(f"{len(report.problems)} problem(s); nothing will be sent until they are fixed")
+    for warning in dkim_check_lines(app):  # DKIM keys and DMARC alignment
+        click.echo(f"warning: {warning}", err=True)
     steps = sum(len(c.steps) for c in config.campaigns)
     click.echo(
         f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, "
@@ -234,6 +248,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
                 dry_run=dry_run,
                 limit=limit,
                 progress=progress.advance if progress is not None else None,
+                sign=app.dkim_sign,
             )
             summary = sender.run()
     except LockBusy as exc:
@@ -453,8 +468,13 @@ def stats(app: App, as_json: bool) -> None:
     table: dict[str, dict[str, int]] = {}
     for campaign, step, status, count in rows:
         table.setdefault(f"{campaign}/{step}", {})[status] = count
+        rates = step_rates(session)
     if as_json:
-        click.echo(json.dumps({"subscribers": people, "steps": table}, indent=2))
+        click.echo(
+            json.dumps(
+                {"subscribers": people, "steps": table, "rates": rates_json(rates)}, indent=2
+            )
+        )
         return
     click.echo(
         "subscribers: " + (", ".join(f"{n} {s}" for s, n in sorted(people.items())) or "none")
@@ -467,6 +487,8 @@ def stats(app: App, as_json: bool) -> None:
     click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in statuses))
     for key in sorted(table, key=lambda k: order.get(k, 1_000_000)):
         click.echo(f"{key:40}" + "".join(f"{table[key].get(s, 0):>10}" for s in statuses))
+    for line in rates_lines(rates, order):
+        click.echo(line, err=line.startswith("warning"))
 
 
 @main.group("db")
@@ -499,6 +521,8 @@ def audit_log(app: App, limit: int) -> None:
 
 
 # serve, run, snippet, demo and `subscribers purge-pending` live with the web side
+from .deliverability import register as _register_deliverability  # noqa: E402
 from .web.commands import register as _register_web  # noqa: E402
 
 _register_web(main)
+_register_deliverability(main)  # bounces, suppress, dkim

@@ -91,6 +91,9 @@ class Clinic:
     emergency_number: str = "911"
     unsubscribe_mailto: str = ""
     min_gap: timedelta = timedelta(hours=12)
+    # deliverability (drip/bounces.py): VERP envelope sender and soft-bounce tolerance
+    bounce_address: str = ""
+    soft_bounce_limit: int = 3
 
     @cached_property
     def from_email(self) -> str:
@@ -405,6 +408,8 @@ CLINIC_FIELDS = (
     "emergency_number",
     "unsubscribe_mailto",
     "min_gap",
+    "bounce_address",
+    "soft_bounce_limit",
 )
 CAMPAIGN_FIELDS = ("key", "name", "audience", "step", "kind")
 STEP_FIELDS = ("key", "subject", "preheader", "template", "delay", "when", "send_window")
@@ -457,6 +462,17 @@ def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:
     mailto = c.string(data, "unsubscribe_mailto", "clinic", required=False)
     if mailto and "@" not in mailto:
         c.add("clinic.unsubscribe_mailto", "must be an email address")
+    bounce = c.string(data, "bounce_address", "clinic", required=False)
+    if bounce and not re.fullmatch(r"[A-Za-z0-9._\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}", bounce):
+        c.add(
+            "clinic.bounce_address",
+            f'{bounce!r} must be a plain address like "bounce@clinic.example" '
+            "(no name, no +; drip adds +REF to it for each email)",
+        )
+    soft_limit = data.get("soft_bounce_limit", 3)
+    if isinstance(soft_limit, bool) or not isinstance(soft_limit, int) or not 1 <= soft_limit <= 20:
+        c.add("clinic.soft_bounce_limit", f"must be a number from 1 to 20, not {soft_limit!r}")
+        soft_limit = 3
     return Clinic(
         name=name,
         postal_address=address,
@@ -472,6 +488,8 @@ def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:
         ),
         unsubscribe_mailto=mailto,
         min_gap=c.duration(data, "min_gap", "clinic", default=timedelta(hours=12)),
+        bounce_address=bounce.lower(),
+        soft_bounce_limit=soft_limit,
     )
 
 

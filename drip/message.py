@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -152,9 +153,14 @@ def compose(
     date: datetime,
     ref: str,
     headers: dict[str, str] | None = None,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
-    """One of the clinic's emails to `to`: From, Reply-To and a Message-ID carrying `ref`."""
-    return build_message(
+    """One of the clinic's emails to `to`: From, Reply-To and a Message-ID carrying `ref`.
+
+    `sign` (a DkimSigner.sign) gets the finished bytes last: nothing may change
+    them after it, or the signature breaks.
+    """
+    data = build_message(
         from_address=clinic.from_address,
         to=to,
         subject=email.subject,
@@ -165,6 +171,20 @@ def compose(
         reply_to=clinic.reply_to,
         extra_headers=headers,
     )
+    return sign(data) if sign is not None else data
+
+
+def return_path(clinic: Clinic, ref: str) -> str:
+    """The envelope sender (MAIL FROM) for one message.
+
+    With `bounce_address = "bounce@clinic.example"` in [clinic] it is the VERP
+    address bounce+REF@clinic.example, so every bounce names its delivery exactly
+    (drip/bounces.py reads it back). Without it, the From address.
+    """
+    if not clinic.bounce_address:
+        return clinic.from_email
+    local, _, domain = clinic.bounce_address.rpartition("@")
+    return f"{local}+{ref}@{domain}"
 
 
 def make_message_id(ref: str, domain: str) -> str:

@@ -7,11 +7,12 @@ boundary and the Message-ID's ref).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from .config import Campaign, Clinic, Config, Step
-from .message import Envelope, compose, wire_address
+from .message import Envelope, compose, return_path, wire_address
 from .render import RenderedEmail, Renderer, subscriber_context
 from .tokens import Tokens, links
 
@@ -47,8 +48,11 @@ def build(
     step: Step,
     ref: str,
     date: datetime,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> Outgoing:
-    """Render `step` for this patient and compose the message; raises on any problem."""
+    """Render `step` for this patient and compose the message; raises on any problem.
+
+    `sign` (DKIM, drip/dkim.py) gets the finished bytes last."""
     context = subscriber_context(
         config,
         first_name=first_name,
@@ -66,5 +70,6 @@ def build(
         date=date,
         ref=ref,
         headers=list_headers(config.clinic, context["unsubscribe_url"], ref),
+        sign=sign,
     )
-    return Outgoing(rendered, Envelope(config.clinic.from_email, to, data))
+    return Outgoing(rendered, Envelope(return_path(config.clinic, ref), to, data))

@@ -171,12 +171,14 @@ class Sender:
         actor: str = "drip send",
         progress: Callable[[int], None] | None = None,
         monotonic: Callable[[], float] | None = None,
+        sign: Callable[[bytes], bytes] | None = None,
     ):
         self.config, self.engine, self.transport, self.tokens = config, engine, transport, tokens
         self.clock, self.dry_run, self.limit, self.batch_size = clock, dry_run, limit, batch_size
         self.renderer = renderer or Renderer(config.templates_dir)
         self.actor = actor
         self.progress = progress
+        self.sign = sign  # DKIM (drip/dkim.py), applied to each message's final bytes
         self.run_id = secrets.token_hex(8)
         self.summary = Summary()
         if transport is None and not dry_run:
@@ -407,6 +409,7 @@ class Sender:
                     step=job.step,
                     ref=job.ref,
                     date=now,
+                    sign=self.sign,
                 ).envelope
             except Exception as exc:  # one broken message must not stop the others
                 job.broken = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)

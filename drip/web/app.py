@@ -19,10 +19,12 @@ from werkzeug.wrappers import Response
 
 from .. import db
 from ..config import load_config
+from ..dkim import dkim_sign_for
 from ..settings import Settings
 from ..transport import Transport, transport_from_settings
 from .catcher import DemoClock, MailCatcher
 from .csrf import COOKIE, Csrf
+from .hooks import bp as hooks_bp
 from .options import WebOptions
 from .ratelimit import RateLimiter
 from .services import Services, utc_now
@@ -69,6 +71,7 @@ def build_services(
         transport_factory=factory,
         clock=clock,
         options=options or WebOptions.from_env(),
+        sign=dkim_sign_for(settings, config),
     )
 
 
@@ -113,6 +116,7 @@ def create_app(
     from .routes import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(hooks_bp)  # POST /hooks/bounces/<provider> (drip/web/hooks.py)
     if demo is not None:
         from .catcher import bp as catcher_bp
 

@@ -32,16 +32,20 @@ def send_due(
             except (DeliveryError, ValueError) as exc:
                 log.error("cannot send: %s", exc)
                 return None
-            sender = Sender(
-                services.config,
-                services.engine,
-                transport,
-                services.tokens,
-                clock=services.clock,
-                renderer=services.renderer,  # compiled once for the process's life
-                actor=services.actor,
-            )
-            summary = sender.run(only_subscriber=only_subscriber)
+            try:
+                sender = Sender(
+                    services.config,
+                    services.engine,
+                    transport,
+                    services.tokens,
+                    clock=services.clock,
+                    renderer=services.renderer,  # compiled once for the process's life
+                    actor=services.actor,
+                    sign=services.sign,
+                )
+                summary = sender.run(only_subscriber=only_subscriber)
+            finally:
+                transport.close()  # whoever creates a transport closes it
     except LockBusy:
         log.info("another drip send is running; it or the next run sends what is due")
         return None

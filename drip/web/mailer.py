@@ -118,6 +118,7 @@ def send(services: Services, sub: Subscriber, step: Step) -> bool:
             date=services.now(),
             ref=secrets.token_hex(16),
             headers={"Auto-Submitted": "auto-generated"},
+            sign=services.sign,
         )
     except Exception:
         log.exception("could not build the %s email for subscriber %s", step.key, sub.id)

@@ -28,6 +28,8 @@ class Services:
     clock: Callable[[], datetime] = utc_now
     options: WebOptions = field(default_factory=WebOptions)
     actor: str = "web"
+    # DKIM (drip/dkim.py): applied to every email the web side sends
+    sign: Callable[[bytes], bytes] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = Tokens(self.secret)

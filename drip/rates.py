@@ -1,0 +1,96 @@
+"""Bounce and complaint rates per campaign step, for `drip stats`.
+
+- sent: deliveries the server accepted.
+- bounced: refused at RCPT with a 5xx that is not 5.7.x (the Sender's own
+  hard bounces), plus hard bounces that came back later (audit `bounce.hard`).
+- complained: complaints matched to a delivery (audit `complaint`).
+Bounce rate = bounced / (sent + refused at RCPT); complaint rate = complained / sent.
+Gmail treats a spam rate of 0.3% as trouble; drip warns from 0.1%.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, not_, select
+from sqlalchemy.orm import Session
+
+from .feedback import ACTIONS, COMPLAINT, HARD
+from .models import AuditEntry, Delivery
+
+COMPLAINT_WARNING = 0.001  # 0.1%
+
+
+@dataclass
+class Rates:
+    sent: int = 0
+    refused: int = 0  # hard-bounced at RCPT, never sent
+    bounced_later: int = 0
+    complained: int = 0
+
+    @property
+    def bounced(self) -> int:
+        return self.refused + self.bounced_later
+
+    @property
+    def bounce_rate(self) -> float:
+        attempted = self.sent + self.refused
+        return self.bounced / attempted if attempted else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complained / self.sent if self.sent else 0.0
+
+    def add(self, other: Rates) -> None:
+        self.sent += other.sent
+        self.refused += other.refused
+        self.bounced_later += other.bounced_later
+        self.complained += other.complained
+
+
+def step_rates(session: Session) -> dict[str, Rates]:
+    """`campaign/step` -> Rates, for every step with a delivery or a report."""
+    table: dict[str, Rates] = {}
+
+    def row(campaign: str, step: str) -> Rates:
+        return table.setdefault(f"{campaign}/{step}", Rates())
+
+    for campaign, step, count in session.execute(
+        select(Delivery.campaign_key, Delivery.step_key, func.count())
+        .where(Delivery.status == "sent")
+        .group_by(Delivery.campaign_key, Delivery.step_key)
+    ):
+        row(campaign, step).sent = count
+    refused = and_(
+        Delivery.status == "failed",
+        Delivery.error.like("RCPT TO refused: 5%"),
+        not_(Delivery.error.like("% 5.7.%")),
+    )
+    for campaign, step, count in session.execute(
+        select(Delivery.campaign_key, Delivery.step_key, func.count())
+        .where(refused)
+        .group_by(Delivery.campaign_key, Delivery.step_key)
+    ):
+        row(campaign, step).refused = count
+    for action, detail in session.execute(
+        select(AuditEntry.action, AuditEntry.detail).where(
+            AuditEntry.action.in_((ACTIONS[HARD], ACTIONS[COMPLAINT]))
+        )
+    ):
+        facts = json.loads(detail)
+        if not facts.get("campaign"):
+            continue  # not matched to a delivery (e.g. a confirmation email)
+        rates = row(facts["campaign"], facts.get("step", "?"))
+        if action == ACTIONS[HARD]:
+            rates.bounced_later += 1
+        else:
+            rates.complained += 1
+    return table
+
+
+def total(table: dict[str, Rates]) -> Rates:
+    result = Rates()
+    for rates in table.values():
+        result.add(rates)
+    return result
