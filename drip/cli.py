@@ -23,7 +23,7 @@ from .locking import LockBusy, SendLock
 from .message import build_message
 from .models import AuditEntry, Delivery, Enrollment, Subscriber
 from .progress import Progress
-from .rates import step_rates
+from .rates import failure_reasons, step_rates
 from .render import Renderer, TemplateProblem, subscriber_context
 from .schedule import IN_DOUBT, SENT
 from .sender import Sender, Summary, count_due
@@ -465,14 +465,21 @@ def stats(app: App, as_json: bool) -> None:
                 Delivery.campaign_key, Delivery.step_key, Delivery.status, func.count()
             ).group_by(Delivery.campaign_key, Delivery.step_key, Delivery.status)
         ).all()
+        rates = step_rates(session)
+        reasons = failure_reasons(session)
     table: dict[str, dict[str, int]] = {}
     for campaign, step, status, count in rows:
         table.setdefault(f"{campaign}/{step}", {})[status] = count
-        rates = step_rates(session)
     if as_json:
         click.echo(
             json.dumps(
-                {"subscribers": people, "steps": table, "rates": rates_json(rates)}, indent=2
+                {
+                    "subscribers": people,
+                    "steps": table,
+                    "rates": rates_json(rates),
+                    "failure_reasons": dict(reasons),
+                },
+                indent=2,
             )
         )
         return
@@ -489,6 +496,10 @@ def stats(app: App, as_json: bool) -> None:
         click.echo(f"{key:40}" + "".join(f"{table[key].get(s, 0):>10}" for s in statuses))
     for line in rates_lines(rates, order):
         click.echo(line, err=line.startswith("warning"))
+    if reasons:
+        click.echo("why emails failed:")
+        for reason, count in reasons:
+            click.echo(f"{count:>8}  {reason}")
 
 
 @main.group("db")

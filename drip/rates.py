@@ -94,3 +94,16 @@ def total(table: dict[str, Rates]) -> Rates:
     for rates in table.values():
         result.add(rates)
     return result
+
+
+def failure_reasons(session: Session, most: int = 10) -> list[tuple[str, int]]:
+    """The commonest reasons emails failed, addresses blanked so alike ones group."""
+    import re
+
+    counts: dict[str, int] = {}
+    for (error,) in session.execute(
+        select(Delivery.error).where(Delivery.status == "failed", Delivery.error.is_not(None))
+    ):
+        reason = re.sub(r"<[^>]*>|\S+@\S+", "<>", error.splitlines()[0])[:120]
+        counts[reason] = counts.get(reason, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:most]
