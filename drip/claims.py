@@ -18,31 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    String,
-    and_,
-    bindparam,
-    cast,
-    exists,
-    insert,
-    literal_column,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
-from .models import ACTIVE, ENROLLED, AuditEntry, Delivery, Enrollment, Subscriber, Suppression
+from .models import ACTIVE, ENROLLED, AuditEntry, Delivery
 from .models import UTCDateTime as _UTC
 from .schedule import CLAIMED, DEFERRED
-
-deliveries = Delivery.__table__
-enrollments = Enrollment.__table__
-subscribers = Subscriber.__table__
-suppressions = Suppression.__table__
 
 
 @dataclass(frozen=True)
@@ -70,68 +51,72 @@ class Result:
     give_back: bool = False  # never reached the server: the attempt is not counted
 
 
-def _param(session: Session, name: str, type_: Any) -> ColumnElement[Any]:
-    # PostgreSQL needs the type of a parameter in a SELECT list spelled out;
-    # SQLite must not get CAST(... AS DATETIME), which turns a date into a number
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(bindparam(name), type_)
-    return bindparam(name, type_=type_)
+# Plain SQL, the same on SQLite and PostgreSQL: these run for every message, and a
+# text statement costs SQLAlchemy almost nothing to execute again and again.
+_ELIGIBLE = f"""
+    EXISTS (SELECT 1 FROM subscribers s WHERE s.id = :p_subscriber_id
+            AND s.status = '{ACTIVE}'
+            AND (s.paused_until IS NULL OR s.paused_until <= :p_now))
+    AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.address_hash = :p_address_hash)
+    AND EXISTS (SELECT 1 FROM enrollments e WHERE e.subscriber_id = :p_subscriber_id
+            AND e.campaign_key = :p_campaign_key AND e.state = '{ENROLLED}')"""
 
+_TYPES = (bindparam("p_now", type_=_UTC()), bindparam("p_subscriber_id", type_=Integer))
 
-def _eligible(session: Session) -> ColumnElement[bool]:
-    """The patient may get this message right now (evaluated inside the claim)."""
-    sid, now = bindparam("p_subscriber_id", type_=Integer), bindparam("p_now", type_=_UTC())
-    return and_(
-        exists().where(
-            subscribers.c.id == sid,
-            subscribers.c.status == ACTIVE,
-            or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= now),
-        ),
-        ~exists().where(suppressions.c.address_hash == bindparam("p_address_hash", type_=String)),
-        exists().where(
-            enrollments.c.subscriber_id == sid,
-            enrollments.c.campaign_key == bindparam("p_campaign_key", type_=String),
-            enrollments.c.state == ENROLLED,
-        ),
-    )
+_CLAIM_NEW = text(
+    f"""INSERT INTO deliveries (subscriber_id, campaign_key, step_key, status, ref, attempts,
+                                run_id, created_at, updated_at)
+    SELECT CAST(:p_subscriber_id AS INTEGER), :p_campaign_key, :p_step_key, '{CLAIMED}',
+           :p_ref, 1, :p_run_id, :p_now, :p_now
+    WHERE {_ELIGIBLE}
+    ON CONFLICT DO NOTHING"""
+).bindparams(*_TYPES)
+
+_CLAIM_RETRY = text(
+    f"""UPDATE deliveries SET status = '{CLAIMED}', run_id = :p_run_id,
+           attempts = attempts + 1, updated_at = :p_now
+    WHERE ref = :p_ref AND status = '{DEFERRED}' AND {_ELIGIBLE}"""
+).bindparams(*_TYPES)
+
+_RECORD = text(
+    f"""UPDATE deliveries SET status = :b_status, error = :b_error, sent_at = :b_sent_at,
+           next_attempt_at = :b_retry_at, message_id = :b_message_id,
+           attempts = attempts - :b_uncount, updated_at = :b_now
+    WHERE ref = :b_ref AND status = '{CLAIMED}' AND run_id = :b_run"""
+).bindparams(
+    bindparam("b_sent_at", type_=_UTC()),
+    bindparam("b_retry_at", type_=_UTC()),
+    bindparam("b_now", type_=_UTC()),
+    bindparam("b_uncount", type_=Integer),
+)
+
+_SET_NEXT = text(
+    """UPDATE enrollments SET state = :b_state, next_step_key = :b_step, next_due_at = :b_due
+    WHERE id = :b_id"""
+).bindparams(bindparam("b_due", type_=_UTC()), bindparam("b_id", type_=Integer))
 
 
 def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime) -> set[str]:
     """Claim these messages (not committed here); the refs actually claimed."""
     if not claims:
         return set()
-    params = [
-        {
-            "p_subscriber_id": c.subscriber_id,
-            "p_campaign_key": c.campaign_key,
-            "p_step_key": c.step_key,
-            "p_ref": c.ref,
-            "p_address_hash": c.address_hash,
-            "p_run_id": run_id,
-            "p_now": now,
-        }
-        for c in claims
-    ]
-    new = [p for p, c in zip(params, claims, strict=True) if not c.retry]
-    retries = [p for p, c in zip(params, claims, strict=True) if c.retry]
-    if new:
-        session.execute(_insert_claims(session), new)
-    if retries:
-        session.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.ref == bindparam("p_ref", type_=String),
-                deliveries.c.status == DEFERRED,
-                _eligible(session),
-            )
-            .values(
-                status=CLAIMED,
-                run_id=bindparam("p_run_id"),
-                attempts=deliveries.c.attempts + 1,
-                updated_at=bindparam("p_now"),
-            ),
-            retries,
+    new, retries = [], []
+    for c in claims:
+        (retries if c.retry else new).append(
+            {
+                "p_subscriber_id": c.subscriber_id,
+                "p_campaign_key": c.campaign_key,
+                "p_step_key": c.step_key,
+                "p_ref": c.ref,
+                "p_address_hash": c.address_hash,
+                "p_run_id": run_id,
+                "p_now": now,
+            }
         )
+    if new:
+        session.execute(_CLAIM_NEW, new)
+    if retries:
+        session.execute(_CLAIM_RETRY, retries)
     refs = [c.ref for c in claims]
     return set(
         session.scalars(
@@ -140,37 +125,6 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
             )
         )
     )
-
-
-def _insert_claims(session: Session) -> Any:
-    names = (
-        "subscriber_id",
-        "campaign_key",
-        "step_key",
-        "status",
-        "ref",
-        "attempts",
-        "run_id",
-        "created_at",
-        "updated_at",
-    )
-    row = select(
-        _param(session, "p_subscriber_id", Integer),
-        _param(session, "p_campaign_key", String),
-        _param(session, "p_step_key", String),
-        literal_column(f"'{CLAIMED}'"),
-        _param(session, "p_ref", String),
-        literal_column("1"),
-        _param(session, "p_run_id", String),
-        _param(session, "p_now", _UTC()),
-        _param(session, "p_now", _UTC()),
-    ).where(_eligible(session))
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(deliveries).from_select(names, row).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(deliveries).from_select(names, row).on_conflict_do_nothing()
-    return insert(deliveries).from_select(names, row)  # pragma: no cover
 
 
 def record(session: Session, results: Iterable[Result], run_id: str, now: datetime) -> None:
@@ -189,26 +143,8 @@ def record(session: Session, results: Iterable[Result], run_id: str, now: dateti
         }
         for r in results
     ]
-    if not params:
-        return
-    session.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.ref == bindparam("b_ref"),
-            deliveries.c.status == CLAIMED,
-            deliveries.c.run_id == bindparam("b_run"),
-        )
-        .values(
-            status=bindparam("b_status"),
-            error=bindparam("b_error"),
-            sent_at=bindparam("b_sent_at", type_=_UTC()),
-            next_attempt_at=bindparam("b_retry_at", type_=_UTC()),
-            message_id=bindparam("b_message_id"),
-            attempts=deliveries.c.attempts - bindparam("b_uncount", type_=Integer),
-            updated_at=bindparam("b_now", type_=_UTC()),
-        ),
-        params,
-    )
+    if params:
+        session.execute(_RECORD, params)
 
 
 def set_next(
@@ -220,16 +156,7 @@ def set_next(
         for eid, state, step, due in plans
     ]
     if params:
-        session.execute(
-            update(enrollments)
-            .where(enrollments.c.id == bindparam("b_id"))
-            .values(
-                state=bindparam("b_state"),
-                next_step_key=bindparam("b_step"),
-                next_due_at=bindparam("b_due", type_=_UTC()),
-            ),
-            params,
-        )
+        session.execute(_SET_NEXT, params)
 
 
 def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:

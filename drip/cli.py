@@ -9,22 +9,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from . import audit, db, enrollment, subscribers
-from .checks import check_config, preview_links
+from .checks import check_config
 from .config import Config, ConfigError, load_config
 from .deliverability import dkim_check_lines, rates_json, rates_lines
 from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
-from .message import build_message
 from .models import AuditEntry, Delivery, Enrollment, Subscriber
+from .outgoing import build
 from .progress import Progress
 from .rates import failure_reasons, step_rates
-from .render import Renderer, TemplateProblem, subscriber_context
+from .render import Renderer, TemplateProblem
 from .schedule import IN_DOUBT, SENT
 from .sender import Sender, Summary, count_due
 from .settings import Settings, SettingsError
@@ -70,7 +71,11 @@ class App:
             fail(str(exc))
 
 
-def fail(message: str, code: int = 1) -> None:
+# html and text previews without DRIP_SECRET_KEY: links that look real and work nowhere
+PREVIEW_TOKENS = Tokens("preview-only-links-are-not-valid")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
     sys.exit(code)
 
@@ -138,6 +143,12 @@ def check(app: App, quiet: bool) -> None:
 @click.argument("step")
 @click.option("--symptoms", default="", help="Comma-separated symptom keys.")
 @click.option("--name", default="Alex", help="First name to greet (empty for none).")
+@click.option(
+    "--subscriber",
+    "subscriber_email",
+    metavar="EMAIL",
+    help="Preview for this subscriber: their symptoms, name and personal links.",
+)
 @click.option("--format", "fmt", type=click.Choice(["html", "text", "eml"]), default="html")
 @click.option(
     "--output",
@@ -147,9 +158,17 @@ def check(app: App, quiet: bool) -> None:
 )
 @click.pass_obj
 def preview(
-    app: App, campaign: str, step: str, symptoms: str, name: str, fmt: str, output: Path | None
+    app: App,
+    campaign: str,
+    step: str,
+    symptoms: str,
+    name: str,
+    subscriber_email: str | None,
+    fmt: str,
+    output: Path | None,
 ) -> None:
-    """Show one step as a patient with these symptoms would get it."""
+    """Show one step as a patient would get it; `--format eml` gives the exact message
+    `drip send` would send (headers, one-click unsubscribe and signed links included)."""
     config = app.config
     try:
         camp = config.campaign(campaign)
@@ -157,36 +176,50 @@ def preview(
     except KeyError:
         known = ", ".join(f"{c.key}/{s.key}" for c in config.campaigns for s in c.steps)
         fail(f"no step {campaign}/{step}; known: {known}")
+    # eml is the real message, so its links are signed with the real key
+    tokens = app.tokens if fmt == "eml" or app.settings.secret_key else PREVIEW_TOKENS
+    address, public_id, first_name = "patient@example.org", "0" * 32, name or None
     try:
-        chosen = subscribers.check_symptoms(config, symptoms.split(","))
-        context = subscriber_context(
+        if subscriber_email:
+            with Session(app.engine) as session:
+                sub = subscribers.find(session, subscriber_email)
+                if sub is None:
+                    fail(f"no subscriber {subscriber_email}")
+                address, public_id, first_name = sub.email, sub.public_id, sub.first_name
+                chosen = sub.symptom_keys
+        else:
+            chosen = subscribers.check_symptoms(config, symptoms.split(","))
+        built = build(
             config,
-            first_name=name,
+            Renderer(config.templates_dir),
+            tokens,
+            email=address,
+            public_id=public_id,
+            first_name=first_name,
             symptoms=chosen,
-            links=preview_links(config),
             campaign=camp,
             step=stp,
+            ref="0" * 32,
+            date=datetime.now(UTC),
+            sign=app.dkim_sign if fmt == "eml" else None,
         )
-        email = Renderer(config.templates_dir).render(stp, context)
     except (subscribers.InvalidSubscriber, TemplateProblem) as exc:
         fail(str(exc))
+    for rule, what in ((camp.audience, "series"), (stp.when, "step")):
+        if rule is not None and not rule.matches(chosen):
+            click.echo(
+                f"note: a patient with these symptoms never gets this {what} "
+                f"({rule.describe()}); shown anyway",
+                err=True,
+            )
     if fmt == "html":
-        body = email.html
+        body = built.email.html
     elif fmt == "text":
-        body = f"Subject: {email.subject}\n\n{email.text}"
+        body = f"Subject: {built.email.subject}\n\n{built.email.text}"
     else:
-        body = build_message(
-            from_address=config.clinic.from_address,
-            to="patient@example.org",
-            subject=email.subject,
-            text=email.text,
-            html=email.html,
-            date=datetime.now(UTC),
-            message_id=f"<preview@{config.clinic.sender_domain}>",
-            reply_to=config.clinic.reply_to,
-        ).decode("ascii")
+        body = built.envelope.data.decode("utf-8")
     if output:
-        output.write_text(body, encoding="utf-8")
+        output.write_text(body, encoding="utf-8", newline="")
         click.echo(f"wrote {output}")
     else:
         click.echo(body, nl=False)

@@ -186,8 +186,8 @@ class Sender:
         self.max_in_flight = IN_FLIGHT_PER_CONNECTION * connections_of(transport)
         rate = rate_of(transport)
         self.pacer = Pacer(rate.per_second, monotonic or time.monotonic) if rate else None
-        self._in_flight: dict[str, Job] = {}
-        self._results: list[Result] = []
+        self._in_flight: dict[str, Job] = {}  # handed to the postman, no outcome yet
+        self._results: list[Result] = []  # outcomes not yet written: still `claimed` rows
         self._next: list[tuple[int, str, str | None, datetime | None]] = []
         self._audit: list[dict[str, object]] = []
         self._bounced: set[int] = set()
@@ -218,6 +218,8 @@ class Sender:
                         self._dispatch(jobs)
                     while self._in_flight:
                         self._collect(wait=None)
+                    self._write()
+                    self._commit()
                 finally:
                     if self.postman is not None:
                         self.postman.stop()
@@ -380,9 +382,13 @@ class Sender:
     def _dispatch(self, jobs: list[Job]) -> None:
         pending = deque(jobs)
         while pending and self.summary.stopped is None:
-            room = self.max_in_flight - len(self._in_flight)
+            room = self.max_in_flight - self._claimed()
             if room <= 0:
-                self._collect(wait=None)
+                if self._in_flight:
+                    self._collect(wait=None)
+                else:
+                    self._write()
+                    self._commit()
                 continue
             count = min(room, len(pending))
             if self.pacer is not None:
@@ -392,6 +398,10 @@ class Sender:
                     continue
             self._send([pending.popleft() for _ in range(count)])
             self._collect(wait=0)
+
+    def _claimed(self) -> int:
+        """Rows this run holds as `claimed` in the database right now: the crash bound."""
+        return len(self._in_flight) + len(self._results)
 
     def _send(self, chunk: list[Job]) -> None:
         now = self.clock()
@@ -421,6 +431,7 @@ class Sender:
                 )
                 self.summary.sent += job.broken is None
             return
+        self._write()  # the outcomes so far go in the same transaction as the claim
         claimed = claims.claim(
             self.session,
             [
@@ -437,12 +448,12 @@ class Sender:
             self.run_id,
             now,
         )
+        self._commit()  # the claim is durable before any SMTP talk
         for job in chunk:
             if job.ref in claimed and job.broken is not None:
                 self._finish(job, FAILED, now, error=f"could not build the email: {job.broken}")
                 self.summary.failed += 1
                 self.summary.errors += 1
-        self._flush()  # the claim is durable before any SMTP talk
         assert self.postman is not None
         for job in chunk:
             if job.ref in claimed and job.envelope is not None and job.broken is None:
@@ -464,7 +475,9 @@ class Sender:
         for outcome in outcomes:
             self._in_flight.pop(outcome.item.ref, None)
             self._outcome(outcome)
-        self._flush()
+        if not self._in_flight:  # nothing more to wait for: write what we have
+            self._write()
+            self._commit()
         if outcomes and self.progress is not None:
             self.progress(len(outcomes))
 
@@ -577,14 +590,13 @@ class Sender:
                 "looks like a relay problem, not a list problem: check the relay settings"
             )
 
-    def _flush(self) -> None:
-        """Write the collected results, next steps and audit entries; one commit."""
+    def _write(self) -> None:
+        """Write the collected results, next steps and audit entries (the caller commits)."""
         now = self.clock()
         claims.record(self.session, self._results, self.run_id, now)
         claims.set_next(self.session, self._next)
         claims.audit_many(self.session, self._audit)
         self._results, self._next, self._audit = [], [], []
-        self._commit()
 
 
 def _stored(plan: Plan) -> tuple[str, str | None, datetime | None]:

@@ -26,11 +26,14 @@ class TokenError(Exception):
 class Tokens:
     def __init__(self, secret: str):
         self._secret = secret
+        self._makers: dict[str, URLSafeSerializer] = {}  # built once: two per email sent
 
     def make(self, purpose: str, public_id: str) -> str:
-        if purpose == CONFIRM:
-            return URLSafeTimedSerializer(self._secret, salt=purpose).dumps(public_id)
-        return URLSafeSerializer(self._secret, salt=purpose).dumps(public_id)
+        maker = self._makers.get(purpose)
+        if maker is None:
+            kind = URLSafeTimedSerializer if purpose == CONFIRM else URLSafeSerializer
+            maker = self._makers[purpose] = kind(self._secret, salt=purpose)
+        return maker.dumps(public_id)
 
     def read(self, purpose: str, token: str, max_age: int = CONFIRM_MAX_AGE) -> str:
         """The public id inside `token`, or TokenError."""

@@ -145,3 +145,31 @@ def test_outbox_transport_writes_eml_files(project, tmp_path):
     assert "1 sent" in project.cli("send", "--now", MON).output
     (eml,) = (tmp_path / "outbox").glob("*.eml")
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml.read_bytes()
+
+
+def test_preview_eml_is_the_message_drip_send_sends(project, sink):
+    import re
+
+    add = ["subscribers", "add", "pat@example.org", "--symptoms", "night_cramps"]
+    assert project.cli(*add, "--name", "Pat", "--confirmed", "--now", "2026-06-01T15:00:00Z")
+    preview = project.cli(
+        "preview", "leg-health", "welcome", "--subscriber", "pat@example.org", "--format", "eml"
+    ).output.encode()
+    assert project.cli("send", "--now", "2026-06-01T15:00:00Z").exit_code == 0
+    (sent,) = sink.received
+
+    def normal(data: bytes) -> bytes:
+        """Blank what differs by design: date, the random boundary, the per-message ref."""
+        data = re.sub(rb"^Date: .*$", b"Date: -", data.replace(b"\r\n", b"\n"), flags=re.M)
+        data = re.sub(rb"=_drip_[0-9a-f]+", b"BOUNDARY", data)
+        return re.sub(rb"[0-9a-f]{32}@", b"REF@", re.sub(rb"X-Drip-Ref: \w+", b"REF", data))
+
+    assert normal(preview) == normal(sent.data)
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in preview
+    assert b"List-Unsubscribe: <https://" in preview
+
+
+def test_preview_says_when_a_patient_could_never_get_the_step(project):
+    result = project.cli("preview", "leg-health", "walking", "--symptoms", "heavy_legs")
+    assert result.exit_code == 0
+    assert "never gets this step (any of walking_cramps)" in result.output

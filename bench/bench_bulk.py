@@ -1,0 +1,157 @@
+"""The bulk pipeline against a raw blast, ratios measured in one run (issue 8).
+
+    python bench/bench_bulk.py [--subscribers 10000] [--connections 4]
+                               [--relay-subscribers 3000] [--relay-connections 32]
+
+Two setups, each timing the real `drip send` command (a subprocess, SQLite, real
+SMTP) against a raw sender in the same run: the same number of prebuilt drip
+messages pushed over the same number of smtplib connections, one thread each,
+i.e. what the wire allows with no database, no rendering and no bookkeeping.
+  1. local: Postfix's C `smtp-sink` (the machine is the only limit);
+  2. relay: bench/slow_relay.py, which answers each message after 50 ms, as a
+     remote relay does (throughput is then about connections / latency).
+Also reported: drip's CPU time per email (user + system, from the kernel) and its
+peak memory. Nothing here is a pass/fail test; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_send import FIXTURE, NOW, ROOT, free_port, seed, start_sink
+
+from drip.config import load_config
+from drip.outgoing import build
+from drip.render import Renderer
+from drip.tokens import Tokens
+
+
+def sample_message() -> bytes:
+    """One real drip email (the fixture's first step), as drip puts it on the wire."""
+    config = load_config(FIXTURE / "campaigns.toml")
+    campaign = config.campaigns[0]
+    return build(
+        config,
+        Renderer(config.templates_dir),
+        Tokens("bench-secret-0123456789"),
+        email="p1@example.org",
+        public_id="0" * 32,
+        first_name="Pat",
+        symptoms={"night_cramps"},
+        campaign=campaign,
+        step=campaign.steps[0],
+        ref="0" * 32,
+        date=datetime.now(UTC),
+    ).envelope.data
+
+
+def raw_blast(port: int, count: int, connections: int, message: bytes) -> float:
+    """Seconds to push `count` prebuilt messages over `connections` smtplib connections."""
+    per = [count // connections + (i < count % connections) for i in range(connections)]
+
+    def worker(n: int, offset: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as conn:
+            for i in range(n):
+                conn.sendmail("care@clinic.test", [f"p{offset + i}@example.org"], message)
+
+    threads = [threading.Thread(target=worker, args=(n, sum(per[:i]))) for i, n in enumerate(per)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
+def drip_send(env: dict[str, str], url: str) -> dict[str, float | str]:
+    env = {**os.environ, **env, "DRIP_SMTP_URL": url}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drip", "send", "--now", NOW.isoformat()],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"drip send failed: {output}")
+    return {
+        "seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "summary": output.strip().splitlines()[-1],
+    }
+
+
+def measure(port: int, count: int, connections: int, message: bytes) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = seed(Path(tmp), count)
+        drip = drip_send(env, f"smtp://127.0.0.1:{port}?starttls=off&connections={connections}")
+    raw = raw_blast(port, count, connections, message)
+    return {
+        "emails": count,
+        "connections": connections,
+        "drip_seconds": round(float(drip["seconds"]), 2),
+        "drip_emails_per_second": round(count / float(drip["seconds"])),
+        "raw_seconds": round(raw, 2),
+        "raw_emails_per_second": round(count / raw),
+        "ratio_drip_to_raw": round(raw / float(drip["seconds"]), 2),
+        "drip_cpu_ms_per_email": round(1000 * float(drip["cpu_seconds"]) / count, 3),
+        "drip_peak_rss_mb": round(float(drip["rss_mb"]), 1),
+        "drip_summary": drip["summary"],
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    message = sample_message()
+    results: dict[str, object] = {"message_bytes": len(message)}
+    sink, port, kind = start_sink()
+    try:
+        results["local"] = {
+            "server": kind,
+            **measure(port, args.subscribers, args.connections, message),
+        }
+    finally:
+        sink.terminate()
+    relay_port = free_port()
+    relay = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "slow_relay.py"), str(relay_port), str(args.latency)]
+    )
+    try:
+        time.sleep(1.0)
+        results["relay"] = {
+            "latency_ms": args.latency * 1000,
+            **measure(relay_port, args.relay_subscribers, args.relay_connections, message),
+        }
+    finally:
+        relay.terminate()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--relay-subscribers", type=int, default=3_000)
+    parser.add_argument("--relay-connections", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.05)
+    args = parser.parse_args()
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()

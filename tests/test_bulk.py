@@ -1,0 +1,247 @@
+"""The bulk pipeline: many connections, the relay's rate, unsubscribes that land
+mid-run, progress on a terminal, and the pure pieces (reply table, pacing)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from email.header import decode_header, make_header
+
+import pytest
+from conftest import summary
+from hypothesis import given
+from hypothesis import strategies as st
+from scripted_smtp import ScriptedSMTP
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from test_concurrency import NOW, seed
+
+from drip import db
+from drip.message import build_message
+from drip.models import Delivery, Subscriber
+from drip.pacing import Pacer
+from drip.replies import Refusal, Stage, Verdict, classify, names_the_mailbox
+from drip.transport import Rate, SMTPSettings
+
+# -- the reply table, without a server ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stage,code,text,verdict",
+    [
+        (Stage.END_OF_DATA, 250, "2.0.0 OK", Verdict.SENT),
+        (Stage.MAIL, 421, "4.3.2 shutting down", Verdict.DEFERRED),
+        (Stage.RCPT, 450, "4.2.1 busy", Verdict.DEFERRED),
+        (Stage.END_OF_DATA, 452, "4.3.1 full", Verdict.DEFERRED),
+        (Stage.RCPT, 550, "5.1.1 <a@b.c> no such user", Verdict.BOUNCED),
+        (Stage.RCPT, 550, "5.2.1 mailbox disabled", Verdict.BOUNCED),
+        (Stage.RCPT, 550, "User unknown in local recipient table", Verdict.BOUNCED),
+        (Stage.RCPT, 550, "5.7.1 Relaying denied", Verdict.REFUSED),
+        (Stage.RCPT, 550, "Relaying denied", Verdict.REFUSED),
+        (Stage.RCPT, 552, "5.2.2 mailbox full", Verdict.REFUSED),
+        (Stage.MAIL, 550, "5.1.8 bad sender domain", Verdict.REFUSED),  # not the patient's
+        (Stage.END_OF_DATA, 550, "5.1.1 user unknown", Verdict.REFUSED),
+        (Stage.DATA, 554, "no valid recipients", Verdict.REFUSED),
+    ],
+)
+def test_reply_table(stage, code, text, verdict):
+    assert classify(stage, code, text) is verdict
+
+
+def test_refusals_quoting_different_addresses_are_the_same_refusal():
+    one = Refusal.of("RCPT TO", 550, "Relaying denied for <a@x.org>")
+    two = Refusal.of("RCPT TO", 550, "Relaying denied for <b@y.org>")
+    assert one == two
+    assert one != Refusal.of("RCPT TO", 550, "5.7.1 Blocked")
+    assert not names_the_mailbox("5.7.1 user unknown")  # the enhanced code wins
+
+
+# -- pacing ----------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@given(
+    per_second=st.floats(min_value=0.01, max_value=500),
+    steps=st.lists(st.floats(min_value=0, max_value=3), min_size=1, max_size=200),
+)
+def test_pacer_never_exceeds_the_rate(per_second, steps):
+    clock = FakeClock()
+    pacer = Pacer(per_second, clock)
+    granted = 0
+    for step in steps:
+        clock.now += step
+        granted += pacer.take(1000)
+        # over any run: at most the starting token plus what the elapsed time earned
+        assert granted <= 1 + clock.now * per_second + 1e-6
+    assert pacer.wait() >= 0
+
+
+def test_pacer_waits_the_right_time():
+    clock = FakeClock()
+    pacer = Pacer(2.0, clock)  # 2 per second
+    assert pacer.take(5) == 1
+    assert pacer.take(1) == 0
+    assert pacer.wait() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert pacer.take(5) == 1
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("10/s", Rate(10, 1)), ("600/m", Rate(600, 60)), ("5000/h", Rate(5000, 3600))],
+)
+def test_rates(text, expected):
+    assert Rate.parse(text) == expected
+    assert SMTPSettings.from_url(f"smtp://relay.example?rate={text}").rate == expected
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["rate=10", "rate=0/s", "rate=ten/s", "connections=0", "connections=65", "conections=4"],
+)
+def test_bad_pipeline_settings_are_clear(query):
+    with pytest.raises(ValueError):
+        SMTPSettings.from_url(f"smtp://relay.example?{query}")
+
+
+def test_the_password_is_not_in_the_settings_repr():
+    settings = SMTPSettings.from_url("smtp://user:hunter2secret@relay.example")
+    assert "hunter2secret" not in repr(settings)
+
+
+# -- headers ---------------------------------------------------------------------------
+
+
+@given(st.text(min_size=1, max_size=300).filter(lambda t: "\r" not in t and "\n" not in t))
+def test_encoded_words_stay_within_rfc_2047_and_round_trip(subject):
+    data = build_message(
+        from_address="Clínica Piernas Sanas Ñandú Ünïcödé <care@clinic.example>",
+        to="pat@example.org",
+        subject=subject,
+        text="x",
+        html="<p>x</p>",
+        date=__import__("datetime").datetime(2026, 6, 1, tzinfo=__import__("datetime").UTC),
+        message_id="<a@clinic.example>",
+    )
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    for word in re.findall(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head):
+        assert len(word) <= 75, word
+    for line in head.split("\r\n"):
+        assert len(line) <= 998
+    unfolded = re.sub(r"\r\n[ \t]", " ", head)
+    (raw,) = re.findall(r"^Subject: (.*)$", unfolded, re.M)
+    decoded = str(make_header(decode_header(raw)))
+    assert " ".join(decoded.split()) == " ".join(subject.split())
+
+
+# -- real processes --------------------------------------------------------------------
+
+
+def test_an_unsubscribe_during_a_run_stops_that_patients_email(project):
+    relay = ScriptedSMTP({"end": "sleep:0.05 250 OK"}).start()  # a relay with latency
+    try:
+        addresses = seed(project, 60)
+        project.env["DRIP_SMTP_URL"] = relay.url + "&connections=2"
+        proc = project.popen("send", "--now", NOW)
+        deadline = time.monotonic() + 60
+        while not relay.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        leaving = addresses[-20:]  # the web's unsubscribe, committed mid-run
+        engine = db.make_engine(project.database_url)
+        with Session(engine) as session:
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.email.in_(leaving))
+                .values(status="unsubscribed")
+            )
+            session.commit()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        got = {m.recipient for m in relay.received}
+        assert not got & set(leaving), "mailed after unsubscribing"
+        assert got == set(addresses[:40])
+        assert summary(out)["sent"] == 40
+    finally:
+        relay.stop()
+
+
+def test_many_connections_with_overlapping_cron_runs(project, sink):
+    addresses = seed(project, 150)
+    sink.handler.delay = 0.01
+    project.env["DRIP_SMTP_URL"] = sink.url + "&connections=8"
+    runs = [project.popen("send", "--now", NOW, "--wait", "60") for _ in range(3)]
+    outputs = [p.communicate(timeout=180) for p in runs]
+    assert all(p.returncode == 0 for p in runs), outputs
+    per_recipient = Counter(m.recipient for m in sink.received)
+    assert set(per_recipient) == set(addresses)
+    assert max(per_recipient.values()) == 1
+    assert sum(summary(out)["sent"] for out, _ in outputs) == 150
+    assert sink.handler.connections <= 8 * 3
+
+
+def test_the_relays_rate_is_kept_across_connections(project):
+    relay = ScriptedSMTP().start()
+    try:
+        seed(project, 24)
+        project.env["DRIP_SMTP_URL"] = relay.url + "&connections=8&rate=12/s"
+        started = time.monotonic()
+        result = project.run("send", "--now", NOW)
+        elapsed = time.monotonic() - started
+        assert summary(result.stdout)["sent"] == 24, result.stderr
+        # 24 messages at 12/s: the first goes at once, the last no sooner than 23/12 s later
+        assert elapsed >= 23 / 12
+    finally:
+        relay.stop()
+
+
+def test_a_progress_bar_on_a_terminal_and_only_the_summary_under_cron(project, sink):
+    seed(project, 30)
+    # under cron: no terminal, one line
+    plain = project.run("send", "--now", NOW, "--dry-run")
+    assert plain.stdout.count("\n") == 31 and "ETA" not in plain.stderr
+    # on a terminal
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drip", "send", "--now", NOW],
+        env=project.full_env(),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    proc.wait(timeout=60)
+    os.close(leader)
+    text = output.decode()
+    assert "30/30 emails" in text and "ETA" in text and "/s" in text
+    assert "drip send: 30 sent" in text
+
+
+def test_every_claim_is_recorded_before_the_run_ends(project, sink):
+    seed(project, 50)
+    project.env["DRIP_SMTP_URL"] = sink.url + "&connections=4"
+    assert summary(project.run("send", "--now", NOW).stdout)["sent"] == 50
+    engine = db.make_engine(project.database_url)
+    with Session(engine) as session:
+        statuses = Counter(session.scalars(select(Delivery.status)))
+    assert statuses == {"sent": 50}
