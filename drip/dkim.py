@@ -73,7 +73,7 @@ def _digest_signer(key: DkimKey) -> Callable[[bytes], bytes]:
         pkcs1, sha256 = padding.PKCS1v15(), Prehashed(hashes.SHA256())
         return lambda digest: private.sign(digest, pkcs1, sha256)
     if key.algorithm == ED25519:
-        seed = base64.b64decode(key.private, validate=True)
+        seed = base64.b64decode(key.private.strip(), validate=True)
         # RFC 8463 3: ed25519-sha256 signs the SHA-256 digest with pure Ed25519
         return Ed25519PrivateKey.from_private_bytes(seed).sign
     raise ValueError(f"unknown DKIM algorithm {key.algorithm!r}")
