@@ -80,7 +80,8 @@ def select_headers(
     """RFC 6376 5.4.2: for each name in h=, the last instance not yet used,
     from the bottom up; a name with no instance left adds nothing."""
     names = [name.strip(b" \t").lower() for name, _ in headers]
-    chosen, below = [], {}
+    chosen: list[tuple[bytes, bytes]] = []
+    below: dict[bytes, int] = {}
     for wanted in include:
         i = below.get(wanted, len(headers))
         while i > 0:
