@@ -258,6 +258,18 @@ def test_bare_line_ends_are_signed_as_they_go_over_the_wire():
     assert signed.endswith(crlf) and verify_all(signed, KEYS_DNS) == [True]
 
 
+def test_a_lone_cr_in_template_text_still_verifies_after_smtp(sink):
+    """quoted-printable keeps a lone CR; smtplib sends it as CRLF, and so the
+    signature must cover CRLF there, or it breaks on the way."""
+    data = message(text="Line one\rline two\n", html="<p>a\rb</p>")
+    assert b"one\rline" in data
+    transport = SMTPTransport.from_url(sink.url)
+    transport.send(Envelope("news@clinic.example", "pat@example.org", BOTH.sign(data)))
+    transport.close()
+    received = sink.handler.wait_for(1)[0].data
+    assert b"one\r\nline" in received and verify_all(received, KEYS_DNS) == [True, True]
+
+
 def test_a_bad_key_fails_when_the_signer_is_made():
     with pytest.raises(ValueError):
         DkimSigner("clinic.example", [DkimKey(RSA, "s", ED_KEY.private)])
