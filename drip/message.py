@@ -81,12 +81,21 @@ def _header_value(value: str, name: str = "") -> str:
 def _address(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise HeaderInjection(f"line break in an address: {value[:60]!r}")
+    if "<" not in value and '"' not in value and " " not in value.strip():
+        return value.strip()  # a bare address: nothing to parse or encode
     name, addr = parseaddr(value)
     if not name:
         return addr
     if name.isascii():
         return formataddr((name, addr))
     return f"{_header_value(name)} <{addr}>"
+
+
+def _base64(text: str) -> bytes:
+    """Base64 in 76-character lines: ~4x faster than quoted-printable for the large
+    HTML part (whose lines MJML makes longer than SMTP's 998 limit)."""
+    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
 
 
 def _qp(text: str) -> bytes:
@@ -128,17 +137,17 @@ def build_message(
     head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
     part = (
         b"--" + boundary.encode() + b"\r\nContent-Type: %s; charset=utf-8\r\n"
-        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"Content-Transfer-Encoding: %s\r\n\r\n"
     )
     return b"".join(
         [
             head,
             b"\r\n",
-            part % b"text/plain",
+            part % (b"text/plain", b"quoted-printable"),
             _qp(text),
             b"\r\n",
-            part % b"text/html",
-            _qp(html),
+            part % (b"text/html", b"base64"),
+            _base64(html),
             b"\r\n",
             b"--" + boundary.encode() + b"--\r\n",
         ]

@@ -174,11 +174,16 @@ class Renderer:
             self._lines[source] = self.text_env.from_string(source)
         return self._lines[source]
 
+    def _line(self, source: str, context: Mapping[str, Any]) -> str:
+        if "{" not in source:  # most subjects are plain text: no Jinja to run
+            return one_line(source)
+        return one_line(self._line_template(source).render(context))
+
     def render(self, step: Step, context: Mapping[str, Any]) -> RenderedEmail:
         compiled = self.compile(step.template)
         try:
-            subject = one_line(self._line_template(step.subject).render(context))
-            preheader = one_line(self._line_template(step.preheader).render(context))
+            subject = self._line(step.subject, context)
+            preheader = self._line(step.preheader, context)
             full = {**context, "subject": subject, "preheader": preheader}
             html = compiled.html.render(full)
             text = tidy_text(compiled.text.render(full))
@@ -243,8 +248,19 @@ def step_number(campaign: Campaign, step: Step) -> int:
     return campaign.steps.index(step) + 1
 
 
+_BASE_CONTEXTS: dict[int, tuple[Config, dict[str, Any]]] = {}
+
+
 def base_context(config: Config) -> dict[str, Any]:
-    """What every email's Jinja context holds regardless of the subscriber."""
+    """What every email's Jinja context holds regardless of the subscriber (built once
+    per config; the templates only read it)."""
+    cached = _BASE_CONTEXTS.get(id(config))
+    if cached is None or cached[0] is not config:
+        cached = _BASE_CONTEXTS[id(config)] = (config, _base_context(config))
+    return dict(cached[1])
+
+
+def _base_context(config: Config) -> dict[str, Any]:
     clinic = config.clinic
     return {
         "clinic": {

@@ -24,6 +24,7 @@ import re
 import smtplib
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -166,31 +167,37 @@ class SMTPSettings:
         )
 
 
+def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
+    """Made once per transport: loading the system's CA certificates takes ~50 ms."""
+    context = ssl.create_default_context()
+    if not settings.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class SMTPConnection:
     """One SMTP session, reused for many messages; reconnects when the server hung up."""
 
-    def __init__(self, settings: SMTPSettings):
+    def __init__(self, settings: SMTPSettings, context: Callable[[], ssl.SSLContext] | None = None):
         self.settings = settings
+        self._context = context or (lambda: tls_context(settings))
         self._conn: smtplib.SMTP | None = None
         self.opened = 0  # sessions opened, for tests and the benchmark
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        context = ssl.create_default_context()
-        if not s.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         try:
             if s.implicit_tls:
                 conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=context
+                    s.host, s.port, timeout=s.timeout, context=self._context()
                 )
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             conn.ehlo()
             if s.starttls != "off" and not s.implicit_tls:
                 if conn.has_extn("starttls"):
-                    conn.starttls(context=context)
+                    conn.starttls(context=self._context())
                     conn.ehlo()
                 elif s.starttls == "required":
                     conn.close()
@@ -324,6 +331,13 @@ class SMTPTransport(_Closing):
         self._local = threading.local()
         self._sessions: list[SMTPConnection] = []
         self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        with self._lock:  # one context for every connection (it is thread-safe)
+            if self._tls is None:
+                self._tls = tls_context(self.settings)
+            return self._tls
 
     @classmethod
     def from_url(cls, url: str) -> SMTPTransport:
@@ -345,7 +359,7 @@ class SMTPTransport(_Closing):
     def send(self, envelope: Envelope) -> None:
         session: SMTPConnection | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = SMTPConnection(self.settings)
+            session = self._local.session = SMTPConnection(self.settings, self._tls_context)
             with self._lock:
                 self._sessions.append(session)
         session.send(envelope)
