@@ -126,7 +126,7 @@ def signup_page(form: SignupForm | None, status: int = 200, notice: str = "") ->
             "subscribe.html",
             form=form,
             advice=advice_for(config, form.red_flags),
-            flag_advice=every_advice(config),
+            flag_advice={a.key: a for a in every_advice(config)},
             symptoms=config.symptoms,
             red_flags=config.red_flags,
             common_zones=[(z, label(z)) for z in COMMON],
@@ -426,7 +426,7 @@ def preferences_page(
             errors=errors or {},
             unsubscribe=_links(sub)["unsubscribe"],
             advice=advice or [],
-            flag_advice=every_advice(config),
+            flag_advice={a.key: a for a in every_advice(config)},
         ),
         status,
     )

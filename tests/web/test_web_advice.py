@@ -109,8 +109,15 @@ def test_the_form_carries_each_signs_advice_for_the_script_and_lets_the_server_c
     page = web.client.get("/subscribe")
     assert page.status_code == 200
     blocks = re.findall(r'<template data-flag="([a-z_]+)">', page.text)
-    assert blocks == ["breathless", "clot_signs", "open_sore"]  # most urgent first
-    assert 'aria-live="assertive"' in page.text
+    assert blocks == ["clot_signs", "breathless", "open_sore"]  # each under its own box
+    for key in blocks:  # box, then the empty live region its advice goes into
+        assert re.search(
+            rf'<input type="checkbox" id="flag-{key}" name="red_flag" value="{key}" '
+            rf'aria-describedby="advice-{key}">\s*<label[^>]*>[^<]*</label>\s*</div>\s*'
+            rf'<div class="flag-advice" id="advice-{key}" aria-live="assertive"></div>',
+            page.text,
+        ), key
+    assert BREATH in page.text.split('<template data-flag="breathless">')[1]
     # the browser's own checks would stop a person without scripts before any advice
     assert re.search(r'<form [^>]*class="signup" novalidate>', page.text)
     nonce = re.search(r"'nonce-([^']+)'", page.headers["Content-Security-Policy"]).group(1)
