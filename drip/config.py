@@ -113,6 +113,16 @@ class RedFlag:
 
 
 @dataclass(frozen=True)
+class Caution:
+    """Advice that is unsafe for some patients: templates read `unsafe.<kind>`."""
+
+    kind: str
+    advice: str
+    unsafe_with: frozenset[str]
+    why: str
+
+
+@dataclass(frozen=True)
 class Step:
     key: str
     subject: str
@@ -153,6 +163,11 @@ class Config:
     red_flags: dict[str, RedFlag]
     campaigns: tuple[Campaign, ...]
     quality: Quality = field(default_factory=Quality)
+    cautions: dict[str, Caution] = field(default_factory=dict)
+
+    def unsafe(self, answers: set[str] | frozenset[str]) -> dict[str, bool]:
+        """For each kind of advice in [caution]: is it unsafe for these answers?"""
+        return {kind: bool(c.unsafe_with & answers) for kind, c in self.cautions.items()}
 
     @property
     def templates_dir(self) -> Path:
@@ -259,7 +274,7 @@ class _Checker:
             return default
         if required and not value.strip():
             self.add(where, "must not be empty")
-        if "\r" in value or ("\n" in value and key not in ("postal_address", "advice")):
+        if "\r" in value or ("\n" in value and key not in ("postal_address", "advice", "why")):
             self.add(where, "must be a single line")
         return value.strip()
 
@@ -394,7 +409,8 @@ def load_config(path: str | Path) -> Config:
     return _build(path, text, data)
 
 
-TOP_LEVEL = ("clinic", "symptoms", "red_flags", "campaign", "quality")
+TOP_LEVEL = ("clinic", "symptoms", "red_flags", "caution", "campaign", "quality")
+CAUTION_FIELDS = ("advice", "unsafe_with", "why")
 CLINIC_FIELDS = (
     "name",
     "postal_address",
@@ -421,12 +437,13 @@ def _build(path: Path, text: str, data: dict[str, Any]) -> Config:
     clinic = _clinic(c, c.table(data.get("clinic", {}), "clinic"), "clinic" in data)
     symptoms = _symptoms(c, data)
     red_flags = _red_flags(c, data)
+    cautions = _cautions(c, data, {**symptoms, **{k: f.label for k, f in red_flags.items()}})
     templates_dir = path.parent / "templates" / "emails"
     campaigns = _campaigns(c, data, symptoms, clinic.send_window, templates_dir)
     quality = _quality(c, c.table(data.get("quality", {}), "quality"))
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(path, clinic, symptoms, red_flags, campaigns, quality)
+    return Config(path, clinic, symptoms, red_flags, campaigns, quality, cautions)
 
 
 def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:
@@ -535,6 +552,30 @@ def _red_flags(c: _Checker, data: dict[str, Any]) -> dict[str, RedFlag]:
             c.add(path, f"{key!r} is both a symptom and a red flag; use one")
         flags[key] = RedFlag(key, label, level, c.string(entry, "advice", path, required=False))
     return flags
+
+
+def _cautions(c: _Checker, data: dict[str, Any], answers: dict[str, str]) -> dict[str, Caution]:
+    """[caution.<kind>]: the safety model, one entry per kind of advice."""
+    raw = c.table(data.get("caution", {}), "caution")
+    cautions: dict[str, Caution] = {}
+    for kind, value in raw.items():
+        path = f"caution.{kind}"
+        if not KEY_PATTERN.match(kind) or "-" in kind:
+            # templates write unsafe.<kind>: a '-' would not parse there
+            c.add(path, "kinds are lower-case letters, digits and _")
+        entry = c.table(value, path)
+        c.unknown_keys(entry, path, CAUTION_FIELDS)
+        advice = c.string(entry, "advice", path)
+        why = c.string(entry, "why", path)
+        keys: frozenset[str] = frozenset()
+        if "unsafe_with" not in entry:
+            c.add(f"{path}.unsafe_with", "is required: the symptom and warning-sign keys")
+        else:
+            keys = c.symptom_list(entry["unsafe_with"], f"{path}.unsafe_with", answers)
+            if not keys and isinstance(entry["unsafe_with"], list):
+                c.add(f"{path}.unsafe_with", "must name at least one symptom or warning sign")
+        cautions[kind] = Caution(kind, advice, keys, why)
+    return cautions
 
 
 def _campaigns(

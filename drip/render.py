@@ -293,6 +293,8 @@ def subscriber_context(
     context["first_name"] = one_line(first_name or "")
     context["symptoms"] = {key: key in symptoms for key in config.symptoms}
     context["red_flags"] = {key: key in symptoms for key in config.red_flags}
+    # [caution] in campaigns.toml: advice kinds unsafe for these answers (unsafe.massage)
+    context["unsafe"] = config.unsafe(symptoms)
     if campaign is not None and step is not None:
         context["step"] = {
             "key": step.key,
@@ -310,6 +312,7 @@ KNOWN_VARIABLES = frozenset(
         "first_name",
         "symptoms",
         "red_flags",
+        "unsafe",
         "step",
         "subject",
         "preheader",

@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "emails"
 WIDTHS = {"phone": 390, "desktop": 1200}
+DARK = ("06-compression-walking", "08-urgent")  # also shown under the dark setting
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -137,6 +138,16 @@ SHOTS = (
         "Sent instead of a confirmation when the address is already subscribed, so the "
         "signup page answers the same either way.",
     ),
+    Shot(
+        "11-home-relief-clot",
+        "Home relief, for a warning sign",
+        "vein-health",
+        "home-relief",
+        ("clot_signs", "swelling"),
+        "Day 7, for a patient who ticked signs of a clot in one leg, and swelling. The "
+        "safety model in campaigns.toml ([caution]) holds back rubbing, heat and raising "
+        "the legs, and the email says why first.",
+    ),
 )
 
 
@@ -238,6 +249,18 @@ def screenshot(pages: list[tuple[Shot, Rendered]], chromium: str) -> list[Path]:
                     page.screenshot(path=str(target), full_page=True)
                     written.append(target)
                 page.close()
+            # the mail app's dark setting: prefers-color-scheme: dark
+            page = browser.new_page(
+                viewport={"width": WIDTHS["phone"], "height": 800}, color_scheme="dark"
+            )
+            page.route("**/*", lambda route: guard(route, blocked))
+            for shot, rendered in pages:
+                if shot.slug in DARK:
+                    page.goto(rendered.html.as_uri())
+                    target = OUT / f"{shot.slug}-phone-dark.png"
+                    page.screenshot(path=str(target), full_page=True)
+                    written.append(target)
+            page.close()
         finally:
             browser.close()
     if blocked:
@@ -269,6 +292,22 @@ def schedule_lines() -> list[str]:
                 f"{step.subject} | {step.preheader} |"
             )
     return [*lines, ""]
+
+
+def dark_lines() -> list[str]:
+    titles = {shot.slug: shot.title for shot in SHOTS}
+    lines = [
+        "## Dark mode",
+        "",
+        "Under a phone's or mail app's dark setting (Apple Mail, iOS Mail, Outlook for",
+        "Mac, Thunderbird), the emails switch to dark colours, and every text keeps a",
+        "contrast of at least 4.5:1 on its box (`tests/test_email_dark.py` measures it",
+        "in Chromium). Apps that force their own dark colours (Gmail) ignore these styles.",
+        "",
+    ]
+    for slug in DARK:
+        lines += [f'<img src="{slug}-phone-dark.png" width="390" alt="{titles[slug]}, dark">', ""]
+    return lines
 
 
 def write_index(rendered: dict[str, Rendered]) -> Path:
@@ -309,6 +348,7 @@ def write_index(rendered: dict[str, Rendered]) -> Path:
             f"[Desktop width]({shot.slug}-desktop.png)",
             "",
         ]
+    lines += dark_lines()
     index = OUT / "README.md"
     index.write_text("\n".join(lines), encoding="utf-8")
     return index

@@ -5,6 +5,7 @@ shipped campaigns.toml, drives Debian's Chromium with Playwright, signs up as a
 patient, confirms, and saves:
   docs/signup-desktop.png   the signup form at 1200 px wide
   docs/signup-phone.png     the signup form at 390 px wide (a phone)
+  docs/signup-advice.png    a warning sign ticked: its advice, shown at once
   docs/mail-catcher.png     the first email of the series, in the mail catcher
 
     python3 scripts/screenshot_web.py [--config campaigns.toml] [--out docs]
@@ -63,6 +64,19 @@ def shoot(live: LiveDemo, out: Path) -> None:
             page.screenshot(path=str(out / f"signup-{name}.png"), full_page=True)
             print(f"wrote {out / f'signup-{name}.png'}")
             page.close()
+
+        # a warning sign ticked: its advice appears at once, before any submit
+        page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+        page.goto(f"{live.url}/subscribe")
+        page.locator('input[name="red_flag"]').first.check()
+        page.locator(".flag-advice.shown").first.wait_for()
+        box = page.locator("fieldset.flags").bounding_box()
+        assert box is not None
+        top = box["y"] + page.evaluate("window.scrollY")  # boxes are viewport-relative
+        clip = {"x": 0, "y": top - 8, "width": 390, "height": min(box["height"], 700) + 16}
+        page.screenshot(path=str(out / "signup-advice.png"), full_page=True, clip=clip)
+        print(f"wrote {out / 'signup-advice.png'}")
+        page.close()
 
         page = browser.new_page(
             viewport={"width": 1200, "height": 900},

@@ -22,6 +22,7 @@ from ..config import load_config
 from ..dkim import dkim_sign_for
 from ..settings import Settings
 from ..transport import Transport, transport_from_settings
+from .advice import advice_for_post, every_advice
 from .catcher import DemoClock, MailCatcher
 from .csrf import COOKIE, Csrf
 from .hooks import bp as hooks_bp
@@ -194,22 +195,43 @@ def message_page(title: str, text: str, status: int = 200, **extra: object) -> t
     return render_template("message.html", title=title, text=text, **extra), status
 
 
+# the forms with warning-sign boxes: any error answering them shows the advice first
+FORMS_WITH_FLAGS = ("drip.subscribe", "drip.preferences")
+
+
+def _advice_extra(code: int) -> dict[str, object]:
+    """The advice for the warning signs this failed post ticked, for the error page."""
+    if request.endpoint not in FORMS_WITH_FLAGS or request.method != "POST":
+        return {}
+    services: Services = _app_ext("drip")
+    if code == 413:  # the body was never read: show every sign's advice
+        return {"advice": every_advice(services.config), "advice_unknown": True}
+    advice, unknown = advice_for_post(services.config, request)
+    return {"advice": advice, "advice_unknown": unknown}
+
+
 def _http_error(exc: HTTPException) -> tuple[str, int] | HTTPException:
     code = exc.code or 500
     if code < 400:
         return exc
     title, text = MESSAGES.get(code, MESSAGES[400] if code < 500 else MESSAGES[500])
     log.info("%s %s -> %s", request.method, _where(), code)
-    return message_page(title, text, code)
+    return message_page(title, text, code, **_advice_extra(code))
 
 
 def _unexpected_error(exc: Exception) -> tuple[str, int]:
     log.exception("error on %s %s", request.method, _where())
     title, text = MESSAGES[500]
     try:
-        return message_page(title, text, 500)
+        return message_page(title, text, 500, **_advice_extra(500))
     except Exception:  # the error page itself failed: plain text, still no trace
-        return f"{title}. {text}", 500
+        services: Services = _app_ext("drip")
+        emergency = services.config.clinic.emergency_number
+        return (
+            f"{title}. {text} If you ticked a warning sign, do not wait for us: in an "
+            f"emergency call {emergency}, or call your doctor today.",
+            500,
+        )
 
 
 def _where() -> str:

@@ -7,7 +7,6 @@ ever sent carries them (tokens.links).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
@@ -15,10 +14,10 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from .. import audit
-from ..config import Config
 from ..models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
 from ..tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, TokenError
 from . import flows, jobs, mailer
+from .advice import Advice, advice_for, every_advice
 from .app import message_page
 from .consent import PRIVACY_NOTICE, consent_text, consent_version
 from .csrf import COOKIE, FIELD, Csrf
@@ -34,18 +33,6 @@ bp = Blueprint("drip", __name__)
 MAX_TOKEN = 200
 Page = str | tuple[str, int] | Response
 
-LEVELS = {
-    "emergency": (
-        "Call {emergency} now",
-        "Call {emergency} or go to the nearest emergency department now. Do not wait for an email.",
-    ),
-    "urgent": (
-        "Get medical care today",
-        "Call your doctor today or go to an urgent care "
-        "clinic. Do not wait for your next appointment.",
-    ),
-    "soon": ("See a doctor soon", "Make an appointment with a doctor in the next few days."),
-}
 DONE = {
     "answers": "Your answers are saved.",
     "paused": "Your emails are paused.",
@@ -66,35 +53,6 @@ def client_ip() -> str:
 
 def user_agent() -> str:
     return request.headers.get("User-Agent", "")
-
-
-@dataclass(frozen=True)
-class Advice:
-    level: str
-    label: str
-    heading: str
-    text: str
-    advice: str
-
-
-def advice_for(config: Config, keys: set[str]) -> list[Advice]:
-    """Urgent advice for the red flags ticked, the most urgent first."""
-    order = list(LEVELS)
-    emergency = config.clinic.emergency_number
-    found = []
-    for key, flag in config.red_flags.items():
-        if key in keys:
-            heading, text = LEVELS.get(flag.level, LEVELS["urgent"])
-            found.append(
-                Advice(
-                    flag.level,
-                    flag.label,
-                    heading.format(emergency=emergency),
-                    text.format(emergency=emergency),
-                    flag.advice,
-                )
-            )
-    return sorted(found, key=lambda a: order.index(a.level) if a.level in order else 1)
 
 
 # -- origins and CSRF ------------------------------------------------------------------
@@ -160,12 +118,15 @@ def privacy() -> str:
 
 
 def signup_page(form: SignupForm | None, status: int = 200, notice: str = "") -> tuple[str, int]:
+    """The form; shown again after a problem, with the advice for ticked signs first."""
     config = services().config
     form = form or SignupForm(timezone=config.clinic.timezone)
     return (
         render_template(
             "subscribe.html",
             form=form,
+            advice=advice_for(config, form.red_flags),
+            flag_advice={a.key: a for a in every_advice(config)},
             symptoms=config.symptoms,
             red_flags=config.red_flags,
             common_zones=[(z, label(z)) for z in COMMON],
@@ -375,6 +336,7 @@ def preferences(token: str) -> Page:
                 token,
                 status=400,
                 notice="That form was open too long. Please make your change again.",
+                advice=advice_for(config, read_topics(request.form, config).symptoms),
             )
         action = read_choice(
             request.form, "action", ("answers", "pause", "resume", "leave", "join", "stop")
@@ -384,7 +346,14 @@ def preferences(token: str) -> Page:
         if action == "answers":
             topics = read_topics(request.form, config)
             if topics.errors:
-                return preferences_page(session, sub, token, status=400, errors=topics.errors)
+                return preferences_page(
+                    session,
+                    sub,
+                    token,
+                    status=400,
+                    errors=topics.errors,
+                    advice=advice_for(config, topics.symptoms),
+                )
             new_flags = flows.update_topics(
                 session, config, sub, topics.symptoms, topics.timezone, now
             )
@@ -435,6 +404,7 @@ def preferences_page(
     done: str = "",
     notice: str = "",
     errors: dict[str, str] | None = None,
+    advice: list[Advice] | None = None,
 ) -> tuple[str, int]:
     config = services().config
     paused = sub.paused_until is not None and sub.paused_until > services().now()
@@ -455,6 +425,8 @@ def preferences_page(
             notice=notice,
             errors=errors or {},
             unsubscribe=_links(sub)["unsubscribe"],
+            advice=advice or [],
+            flag_advice={a.key: a for a in every_advice(config)},
         ),
         status,
     )

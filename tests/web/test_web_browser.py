@@ -157,6 +157,62 @@ def test_a_red_flag_signup_shows_the_urgent_advice_in_the_browser(browser, serve
     page.close()
 
 
+def test_ticking_a_warning_sign_shows_its_advice_at_once_before_any_submit(browser, served):
+    """Chest pain ticked, consent not ticked: the advice is on the page, no submit needed."""
+    _, url = served
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.set_default_timeout(90_000)
+    page.goto(f"{url}/subscribe")
+    chest = page.get_by_label("Sudden shortness of breath or chest pain")
+    live = page.locator("#advice-breathless")
+    assert live.get_attribute("aria-live") == "assertive"
+    assert live.inner_text().strip() == ""  # nothing until the sign is ticked
+    chest.check()
+    live.get_by_text("Call 911 now. This can be a clot in the lung.").wait_for()
+    assert "Call 911 now" in live.locator("h3").inner_text()
+    assert page.url == f"{url}/subscribe"  # nothing was submitted
+    assert not page.get_by_label("I agree that Test Vein Clinic").is_checked()
+    # right under the box just ticked, and on screen without scrolling
+    box, shown = chest.bounding_box(), live.bounding_box()
+    assert box and shown and box["y"] < shown["y"] < box["y"] + box["height"] + 40
+    assert shown["y"] + 60 < 844  # boxes are relative to the viewport
+    # a second sign gets its own advice; unticking removes only that sign's
+    page.get_by_label("One leg suddenly swollen, painful, warm or red").check()
+    page.locator("#advice-clot_signs").get_by_text("Get medical care today").first.wait_for()
+    chest.uncheck()
+    assert live.inner_text().strip() == ""
+    assert "blood clot" in page.locator("#advice-clot_signs").inner_text()
+    assert page.get_by_role("alert").count() == 0  # no page-level alert: nothing submitted
+    page.close()
+
+
+def test_without_scripts_the_error_page_shows_the_advice_first(browser, served, sink):
+    """No JavaScript, no consent: the server's error page opens with the advice."""
+    _, url = served
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.goto(f"{url}/subscribe")
+    page.get_by_label("Your email address").fill("noscript@example.org")
+    page.get_by_label("Sudden shortness of breath or chest pain").check()
+    assert page.locator("#advice-breathless").inner_text().strip() == ""  # no script: none yet
+    page.get_by_role("button", name="Sign me up").click()  # consent not ticked
+    page.get_by_role("heading", name="Some of your answers need care now").wait_for()
+    first = page.locator("main > *").first
+    assert first.get_attribute("class") == "urgent" and first.get_attribute("role") == "alert"
+    assert "Call 911 now. This can be a clot in the lung." in first.inner_text()
+    errors = page.locator(".errors")
+    assert "Please tick the box to agree" in errors.inner_text()
+    above = page.evaluate(
+        "() => !!(document.querySelector('.urgent').compareDocumentPosition("
+        "document.querySelector('.errors')) & Node.DOCUMENT_POSITION_FOLLOWING)"
+    )
+    assert above
+    assert page.get_by_label("Sudden shortness of breath or chest pain").is_checked()  # kept
+    assert not sink.received
+    context.close()
+
+
 def test_one_click_post_with_raw_http_and_no_cookies(served, sink):
     project, url = served
     result = project.run(
