@@ -105,8 +105,8 @@ def check(app: App, quiet: bool) -> None:
         for e in report.emails:
             where = f"{e.campaign}/{e.step}"
             click.echo(
-                f"  {where}: grade {e.grade:4.1f} Flesch-Kincaid, Dale-Chall {e.dale_chall:4.1f} "
-                f"({e.dale_chall_grade}), {e.words:4d} words, subject {e.subject!r}"
+                f"  {where}: grade {e.grade:4.1f}, {e.words:4d} words (Flesch-Kincaid; "
+                f"Dale-Chall {e.dale_chall:.1f} = {e.dale_chall_grade}), subject {e.subject!r}"
             )
             if where in report.coverage:
                 click.echo(f"      {report.coverage[where]}")

@@ -209,7 +209,7 @@ class Renderer:
 
     # -- render (per subscriber) -----------------------------------------------------
 
-    def _line_template(self, step: Step, name: str) -> JinjaTemplate:
+    def line_template(self, step: Step, name: str) -> JinjaTemplate:
         source = getattr(step, name)
         if source not in self._lines:
             try:
@@ -224,7 +224,7 @@ class Renderer:
         them to find which answers the email depends on."""
         compiled = self.compile(step.template)
         for name in ("subject", "preheader"):
-            self._line_template(step, name)  # syntax and unknown filters, with the line
+            self.line_template(step, name)  # syntax and unknown filters, with the line
         return [
             self.html_env.parse(compiled.html_source),
             self.text_env.parse(compiled.text_source),
@@ -240,7 +240,7 @@ class Renderer:
         parts: dict[str, str] = {}
         for name in ("subject", "preheader"):
             try:
-                parts[name] = one_line(self._line_template(step, name).render(context))
+                parts[name] = one_line(self.line_template(step, name).render(context))
             except Exception as exc:  # any template error is the author's to fix
                 raise _step_problem(step, name, _describe(exc, context)) from None
         full = {**context, **parts}
