@@ -33,7 +33,7 @@ class EmailFacts:
     subject: str
     grade: float  # Flesch-Kincaid US grade, the gated one
     words: int
-    dale_chall: float = 0.0  # New Dale-Chall score (not a grade: see dale_chall_grade)
+    dale_chall: float = 0.0  # Dale-Chall score (not a grade: see dale_chall_grade)
 
     @property
     def dale_chall_grade(self) -> str:
@@ -67,14 +67,16 @@ def reading_level(prose: str) -> ReadingLevel:
     )
 
 
-# The New Dale-Chall table (Chall & Dale 1995): a raw score to a US grade band.
+# textstat computes the Dale-Chall formula (0.1579 x % hard words + 0.0496 x words
+# per sentence, + 3.6365 when over 5% of words are hard) with the 3,000-word list;
+# the usual table turns that score into a US grade band.
 _DALE_CHALL_BANDS = (
     (5.0, "grade 4 and below"),
     (6.0, "grade 5-6"),
     (7.0, "grade 7-8"),
     (8.0, "grade 9-10"),
     (9.0, "grade 11-12"),
-    (10.0, "grade 13-15 (college)"),
+    (10.0, "grade 13-15"),
 )
 
 
@@ -82,7 +84,7 @@ def dale_chall_grade(score: float) -> str:
     for below, band in _DALE_CHALL_BANDS:
         if score < below:
             return band
-    return "grade 16 and above (graduate)"
+    return "grade 16 and above"
 
 
 class _Markup(HTMLParser):

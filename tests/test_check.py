@@ -381,8 +381,8 @@ def test_reading_level_is_textstat_and_the_band_table():
         "grade 7-8",
         "grade 9-10",
         "grade 11-12",
-        "grade 13-15 (college)",
-        "grade 16 and above (graduate)",
+        "grade 13-15",
+        "grade 16 and above",
     ]
 
 
