@@ -62,13 +62,12 @@ class _Walker:
         # names bound by {% set %} and {% for %} to values computed from answers
         self.aliases: dict[str, frozenset[str]] = {}
         bindings: list[tuple[nodes.Node, nodes.Node]] = []
-        for node in tree.find_all((nodes.Assign, nodes.AssignBlock, nodes.For)):
-            if isinstance(node, nodes.Assign):
-                bindings.append((node.target, node.node))
-            elif isinstance(node, nodes.AssignBlock):
-                bindings += [(node.target, child) for child in node.body]
-            else:
-                bindings.append((node.target, node.iter))
+        for assign in tree.find_all(nodes.Assign):
+            bindings.append((assign.target, assign.node))
+        for block in tree.find_all(nodes.AssignBlock):
+            bindings += [(block.target, child) for child in block.body]
+        for loop in tree.find_all(nodes.For):
+            bindings.append((loop.target, loop.iter))
         for _ in range(3):  # aliases of aliases: a few rounds reach a fixed point
             for target, value in bindings:
                 found = self.keys_in(value)
@@ -133,9 +132,9 @@ class _Walker:
         if isinstance(node, nodes.CondExpr):
             self.walk(node.test, path)
             inner = self._branch(path | self.keys_in(node.test))
-            for child in (node.expr1, node.expr2):
-                if child is not None:
-                    self.walk(child, inner)
+            for branch in (node.expr1, node.expr2):
+                if branch is not None:
+                    self.walk(branch, inner)
             return
         if isinstance(node, nodes.And | nodes.Or):  # the right side runs only sometimes
             self.walk(node.left, path)

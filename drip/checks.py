@@ -29,7 +29,7 @@ PREVIEW_LINKS = {
 # Most answer sets rendered per step (each with and without a first name) before
 # switching from every combination to a covering set.
 CAP = 256
-NAMES = ("Alex", None)
+NAMES: tuple[str | None, ...] = ("Alex", None)
 
 
 @dataclass
@@ -126,12 +126,15 @@ def _check_step(
     cap: int,
 ) -> None:
     shown = step  # what is rendered: the step, less a subject or preheader that is broken
-    for name in ("subject", "preheader"):
+    for line in ("subject", "preheader"):
         try:
-            renderer.line_template(step, name)
+            renderer.line_template(step, line)
         except TemplateProblem as exc:  # say so, and go on checking the template
             report.add(str(exc))
-            shown = replace(shown, **{name: f"(the {name})"})
+            if line == "subject":
+                shown = replace(shown, subject="(the subject)")
+            else:
+                shown = replace(shown, preheader="(the preheader)")
     try:
         compiled = renderer.compile(step.template)
         unknown = compiled.variables - KNOWN_VARIABLES
@@ -157,11 +160,11 @@ def _check_step(
     worst_dale_chall = 0.0
     # fewest answers first: the example given with a problem is the simplest one
     for answers in sorted(plan.profiles, key=lambda p: (len(p), sorted(p))):
-        for name in NAMES:
-            example = _preview_command(campaign, step, answers, name)
+        for first_name in NAMES:
+            example = _preview_command(campaign, step, answers, first_name)
             context = subscriber_context(
                 config,
-                first_name=name,
+                first_name=first_name,
                 symptoms=set(answers),
                 links=links,
                 campaign=campaign,
@@ -232,7 +235,8 @@ def _gate(
         if name in ("subject", "preheader"):
             origin = step.origin
             line = origin.line(name)
-            where = f"{origin.file}:{line}" if line else origin.file
+            file = origin.file or f"step {step.key!r}"
+            where = f"{file}:{line}" if line else file
             path = f"{origin.path}.{name}" if origin.path else name
             report.add(f"{where}: {path}: {issue.split(' ', 1)[1]}")
         else:

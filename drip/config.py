@@ -114,7 +114,7 @@ class Origin:
     """Where a step is written in campaigns.toml, so a problem in its subject or
     preheader (Jinja too) is reported as `campaigns.toml:LINE: campaign[0].step[2].subject`."""
 
-    file: str = "campaigns.toml"
+    file: str = ""  # empty for steps built in code (the signup page's emails)
     path: str = ""  # campaign[0].step[2]
     lines: tuple[tuple[str, int | None], ...] = ()  # (field, line) pairs
 

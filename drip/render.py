@@ -303,7 +303,9 @@ def read_template(path: Path) -> str:
 def _step_problem(step: Step, name: str, message: str) -> TemplateProblem:
     origin = step.origin
     where = f"{origin.path}.{name}" if origin.path else name
-    return TemplateProblem(origin.file, origin.line(name), f"{where}: {message}")
+    return TemplateProblem(
+        origin.file or f"step {step.key!r}", origin.line(name), f"{where}: {message}"
+    )
 
 
 _NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")

@@ -296,6 +296,18 @@ def test_a_broken_subject_names_campaigns_toml_line_and_field(project, subject, 
     assert len(problem_lines(out)) == 1
 
 
+def test_a_condition_word_in_a_subject_is_one_line_at_the_subject(project):
+    project.edit_config(
+        'subject = "Why muscles tighten at night"', 'subject = "Why cramps come at night"'
+    )
+    line = line_of(project, "Why cramps come at night")
+    lines = problem_lines(failed(project))
+    assert lines == [
+        f"{project.config}:{line}: campaign[0].step[1].subject: 'Why cramps come at night' "
+        "names a condition (cramps); subjects show on lock screens: keep health words out"
+    ]
+
+
 def test_a_broken_preheader_too(project):
     project.edit_config('preheader = "The common reasons"', 'preheader = "The {% if %}"')
     line = line_of(project, "The {% if %}")
