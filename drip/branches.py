@@ -12,7 +12,9 @@ that is at most the cap. Beyond it, a covering set: for each branch point (`if`,
 `elif`, `else`, `x if c else y`, `and`/`or`, `for`), every combination of the
 answers tested on the way to it, plus every pair of answers in all four ways.
 An error can only be met by reaching the expression that fails; reaching a branch
-depends only on the tests on the way to it, so each branch is reached.
+depends only on the tests on the way to it, so each branch is reached. (A branch
+tested on more answers than the cap allows combining gets none, all, each alone,
+all but each one, and every pair: what `or` chains and "any warning sign" need.)
 
 Each answer set is then completed so that it passes the campaign's audience and the
 step's `when` rule; a set no such patient can have is skipped and counted. Pure
@@ -202,8 +204,8 @@ def plan_profiles(
             fixed = frozenset(tested)
             if 2 ** len(tested) <= cap:
                 rows += [(frozenset(c), fixed) for c in _subsets(sorted(tested))]
-            else:
-                rows += [(on, fixed) for on in pairwise(sorted(tested))]
+            else:  # too many to try all: the shapes `or` chains and `any` tests need
+                rows += [(on, fixed) for on in _wide(sorted(tested))]
         rows += [(on, everything) for on in pairwise(keys)]
         exhaustive = False
     rows = list(dict.fromkeys(rows))  # unique, in order
@@ -217,6 +219,19 @@ def plan_profiles(
         elif profile not in profiles:
             profiles.append(profile)
     return Plan(keys, tuple(profiles), len(rows), skipped, exhaustive, cap)
+
+
+def _wide(keys: Sequence[str]) -> list[frozenset[str]]:
+    """For a branch tested on too many answers to try every combination: none, all,
+    each alone, all but each one, and every pair both ways."""
+    every = frozenset(keys)
+    return [
+        frozenset(),
+        every,
+        *(frozenset({k}) for k in keys),
+        *(every - {k} for k in keys),
+        *pairwise(keys),
+    ]
 
 
 def _subsets(keys: Sequence[str]) -> Iterable[tuple[str, ...]]:
