@@ -116,26 +116,42 @@ def main(ctx: click.Context) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
 @click.pass_obj
 def check(app: App, quiet: bool) -> None:
-    """Validate campaigns.toml and every template, rendered for every symptom profile."""
+    """Validate campaigns.toml and every template, rendered for every answer set that
+    reaches one of its branches."""
     config = app.config
     report = check_config(config)
     if not quiet:
         for e in report.emails:
+            where = f"{e.campaign}/{e.step}"
             click.echo(
-                f"  {e.campaign}/{e.step}: grade {e.grade:4.1f}, {e.words:4d} words, "
-                f"subject {e.subject!r}"
+                f"  {where}: grade {e.grade:4.1f}, {e.words:4d} words (Flesch-Kincaid; "
+                f"Dale-Chall {e.dale_chall:.1f} = {e.dale_chall_grade}), subject {e.subject!r}"
             )
+            if where in report.coverage:
+                click.echo(f"      {report.coverage[where]}")
     if report.problems:
-        for problem in report.problems:
-            click.echo(f"error: {problem}", err=True)
-        fail(f"{len(report.problems)} problem(s); nothing will be sent until they are fixed")
+        report_problems(report.problems, "nothing will be sent until they are fixed")
     for warning in dkim_check_lines(app):  # DKIM keys and DMARC alignment
         click.echo(f"warning: {warning}", err=True)
     steps = sum(len(c.steps) for c in config.campaigns)
     click.echo(
         f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, "
-        f"{report.profiles} renders checked"
+        f"{report.profiles} renders checked ({report.distinct} distinct emails through the "
+        f"gates); grades are the hardest version of each email, the limit is grade "
+        f"{config.quality.max_grade:g} Flesch-Kincaid"
     )
+
+
+def report_problems(problems: list[str], consequence: str) -> None:
+    """Template problems the way config problems are shown: one per line, file:line first."""
+    count = len(problems)
+    click.echo(
+        f"drip: {count} problem{'s' if count != 1 else ''} in the templates ({consequence}):",
+        err=True,
+    )
+    for problem in problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(1)
 
 
 @main.command()
@@ -251,9 +267,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     renderer = Renderer(config.templates_dir)
     report = check_config(config, renderer, readability=False)
     if report.problems:
-        for problem in report.problems:
-            click.echo(f"error: {problem}", err=True)
-        fail("templates have problems (see `drip check`); nothing was sent")
+        report_problems(report.problems, "see `drip check`; nothing was sent")
     try:
         transport = (
             None

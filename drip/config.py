@@ -123,6 +123,19 @@ class Caution:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a step is written in campaigns.toml, so a problem in its subject or
+    preheader (Jinja too) is reported as `campaigns.toml:LINE: campaign[0].step[2].subject`."""
+
+    file: str = ""  # empty for steps built in code (the signup page's emails)
+    path: str = ""  # campaign[0].step[2]
+    lines: tuple[tuple[str, int | None], ...] = ()  # (field, line) pairs
+
+    def line(self, name: str = "") -> int | None:
+        return dict(self.lines).get(name) or dict(self.lines).get("")
+
+
+@dataclass(frozen=True)
 class Step:
     key: str
     subject: str
@@ -131,6 +144,7 @@ class Step:
     delay: timedelta
     when: Rule | None = None
     send_window: SendWindow | None = None
+    origin: Origin = field(default_factory=Origin, compare=False)
 
 
 @dataclass(frozen=True)
@@ -640,7 +654,9 @@ def _steps(
         c.unknown_keys(entry, where, STEP_FIELDS)
         key = c.key(entry, where, seen, "step key {!r} is used twice in this campaign")
         template = c.string(entry, "template", where)
-        if template and not (templates_dir / f"{template}.mjml").is_file():
+        if template and (templates_dir / f"{template}.mjml").is_dir():
+            c.add(f"{where}.template", f"{templates_dir / template}.mjml is a folder, not a file")
+        elif template and not (templates_dir / f"{template}.mjml").is_file():
             known = sorted(
                 p.stem for p in templates_dir.glob("*.mjml") if not p.stem.startswith("_")
             )
@@ -662,6 +678,14 @@ def _steps(
                     c.window(entry["send_window"], f"{where}.send_window", clinic_window)
                     if "send_window" in entry
                     else default_window
+                ),
+                origin=Origin(
+                    c.file,
+                    where,
+                    tuple(
+                        (name, line_for(c.lines, f"{where}.{name}" if name else where))
+                        for name in ("", "subject", "preheader", "template")
+                    ),
                 ),
             )
         )

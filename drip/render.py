@@ -12,7 +12,9 @@ says `<mj-include path="content" />`.
 
 from __future__ import annotations
 
+import difflib
 import re
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,15 @@ import mjml
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
-from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import (
+    Environment,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    nodes,
+)
 from jinja2 import Template as JinjaTemplate
 
 from .config import Campaign, Config, Step
@@ -47,6 +57,12 @@ class Compiled:
     html: JinjaTemplate
     text: JinjaTemplate
     variables: frozenset[str]
+    # the Jinja each part runs, and the files it came from (label, text), so a
+    # render error is reported at the line a person wrote, not in MJML's output
+    html_source: str = ""
+    text_source: str = ""
+    text_label: str = ""  # the authored .txt file, if any
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,11 +93,7 @@ class Renderer:
     # -- compile (once per template) -------------------------------------------------
 
     def source(self, name: str) -> str:
-        path = self.dir / f"{name}.mjml"
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TemplateProblem(str(path), None, "template file not found") from None
+        return read_template(self.dir / f"{name}.mjml")
 
     def compile(self, name: str) -> Compiled:
         if name not in self._cache:
@@ -95,21 +107,30 @@ class Renderer:
         for label, src in sources.items():
             variables |= self._check_source(label, src)
         includes: dict[str, str] = {}
+        unreadable: list[TemplateProblem] = []  # raised after MJML: not through its Rust code
 
         def loader(path: str) -> str:
             if path == CONTENT_INCLUDE:
                 return body_src
             safe = Path(path).name  # includes stay inside templates/emails
-            text = self.source(safe.removesuffix(".mjml"))
+            try:
+                text = self.source(safe.removesuffix(".mjml"))
+            except TemplateProblem as problem:
+                unreadable.append(problem)
+                return ""
             includes[safe] = text
             return text
 
         try:
             html = mjml.mjml2html(layout_src, include_loader=loader)
         except Exception as exc:  # MRML raises ValueError with its own message
+            if unreadable:
+                raise unreadable[0] from None
             raise TemplateProblem(
                 self._label(name), None, f"MJML could not compile it: {exc}"
             ) from None
+        if unreadable:
+            raise unreadable[0]
         self.compilations += 1
         for label, src in ((f"{self.dir}/{n}", s) for n, s in includes.items()):
             variables |= self._check_source(label, src)
@@ -131,7 +152,22 @@ class Renderer:
                 f"MJML dropped the Jinja using {', '.join(sorted(lost))} (Jinja in an "
                 "attribute MJML rewrites, e.g. a width); see README, 'Jinja inside MJML'",
             )
-        return Compiled(name, html_template, self._text_template(name, html), frozenset(variables))
+        text_template, text_source, text_label = self._text_template(name, html)
+        files = {self._label(name): body_src}
+        files.update((f"{self.dir}/{n}", src) for n, src in includes.items())
+        files[self._label(LAYOUT)] = layout_src
+        if text_label:
+            files[text_label] = text_source
+        return Compiled(
+            name,
+            html_template,
+            text_template,
+            frozenset(variables),
+            html,
+            text_source,
+            text_label,
+            tuple(files.items()),
+        )
 
     def _label(self, name: str) -> str:
         return str(self.dir / f"{name}.mjml")
@@ -140,17 +176,21 @@ class Renderer:
         """Jinja syntax and MJML pitfalls, reported at the source line."""
         try:
             ast = self.html_env.parse(src)
+            # also raises for an unknown filter or test outside an {% if %}
+            variables = set(meta.find_undeclared_variables(ast))
         except TemplateSyntaxError as exc:
             raise TemplateProblem(label, exc.lineno, exc.message or "Jinja syntax error") from None
         for line, message in lint_mjml(src):
             raise TemplateProblem(label, line, message)
-        return set(meta.find_undeclared_variables(ast))
+        return variables
 
-    def _text_template(self, name: str, html: str) -> JinjaTemplate:
+    def _text_template(self, name: str, html: str) -> tuple[JinjaTemplate, str, str]:
+        """The text part's template, its Jinja source, and the authored file (if any)."""
         authored = self.dir / f"{name}.txt"
+        written = ""
         if authored.is_file():
-            src = authored.read_text(encoding="utf-8")
-            label = str(authored)
+            src = read_template(authored)
+            label = written = str(authored)
         else:
             src = html_to_text(html)
             label = self._label(name) + " (text part)"
@@ -163,35 +203,132 @@ class Renderer:
                     f"<mj-section>s instead, or write {name}.txt by hand",
                 )
         try:
-            return self.text_env.from_string(src)
+            return self.text_env.from_string(src), src, written
         except TemplateSyntaxError as exc:
             raise TemplateProblem(label, exc.lineno, exc.message or "Jinja syntax error") from None
 
     # -- render (per subscriber) -----------------------------------------------------
 
-    def _line_template(self, source: str) -> JinjaTemplate:
+    def line_template(self, step: Step, name: str) -> JinjaTemplate:
+        source = getattr(step, name)
         if source not in self._lines:
-            self._lines[source] = self.text_env.from_string(source)
+            try:
+                self._lines[source] = self.text_env.from_string(source)
+            except TemplateSyntaxError as exc:
+                raise _step_problem(step, name, exc.message or "Jinja syntax error") from None
         return self._lines[source]
 
-    def _line(self, source: str, context: Mapping[str, Any]) -> str:
-        if "{" not in source:  # most subjects are plain text: no Jinja to run
-            return one_line(source)
-        return one_line(self._line_template(source).render(context))
+    def step_asts(self, step: Step) -> list[nodes.Template]:
+        """The Jinja trees one email runs: the compiled template (layout, content and
+        includes), its text part, the subject and the preheader. `drip check` reads
+        them to find which answers the email depends on."""
+        compiled = self.compile(step.template)
+        for name in ("subject", "preheader"):
+            self.line_template(step, name)  # syntax and unknown filters, with the line
+        return [
+            self.html_env.parse(compiled.html_source),
+            self.text_env.parse(compiled.text_source),
+            self.text_env.parse(step.subject),
+            self.text_env.parse(step.preheader),
+        ]
 
     def render(self, step: Step, context: Mapping[str, Any]) -> RenderedEmail:
+        """One email. Any error in the templates (an undefined name in a branch, a
+        bad filter call) is a TemplateProblem naming the file and line, never
+        anything else, so a sender can fail that one message and go on."""
         compiled = self.compile(step.template)
+        parts: dict[str, str] = {}
+        for name in ("subject", "preheader"):
+            source = getattr(step, name)
+            if "{" not in source:  # most subjects are plain text: no Jinja to run
+                parts[name] = one_line(source)
+                continue
+            try:
+                parts[name] = one_line(self.line_template(step, name).render(context))
+            except Exception as exc:  # any template error is the author's to fix
+                raise _step_problem(step, name, _describe(exc, context)) from None
+        full = {**context, **parts}
         try:
-            subject = self._line(step.subject, context)
-            preheader = self._line(step.preheader, context)
-            full = {**context, "subject": subject, "preheader": preheader}
             html = compiled.html.render(full)
+        except Exception as exc:
+            raise self._located(compiled, compiled.html_source, exc, full) from None
+        try:
             text = tidy_text(compiled.text.render(full))
-        except UndefinedError as exc:
-            raise TemplateProblem(
-                self._label(step.template), None, f"undefined variable: {exc.message}"
-            ) from None
-        return RenderedEmail(subject, preheader, html, text)
+        except Exception as exc:
+            raise self._located(compiled, compiled.text_source, exc, full) from None
+        return RenderedEmail(parts["subject"], parts["preheader"], html, text)
+
+    def _located(
+        self, compiled: Compiled, source: str, exc: Exception, context: Mapping[str, Any]
+    ) -> TemplateProblem:
+        """A render error at the file and line a person wrote.
+
+        Jinja reports the line in what it ran: MJML's output for the HTML part. The
+        Jinja tags pass through MJML unchanged, so the tag on that line is looked up
+        in the layout, the step's template, its includes and its .txt file."""
+        message = _describe(exc, context)
+        lines = source.splitlines()
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
+        lineno = frames[-1].lineno if frames else None
+        text = lines[lineno - 1] if lineno and 0 < lineno <= len(lines) else ""
+        candidates = _JINJA_TAG.findall(text) or ([text.strip()] if len(text.strip()) > 8 else [])
+        named = re.findall(r"'([^']+)'", message)
+        candidates.sort(key=lambda tag: not any(n in tag for n in named))
+        for tag in candidates:
+            for label, src in compiled.sources:
+                at = src.find(tag)
+                if at >= 0:
+                    return TemplateProblem(label, src.count("\n", 0, at) + 1, message)
+        return TemplateProblem(self._label(compiled.name), None, message)
+
+
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
+
+
+def read_template(path: Path) -> str:
+    """A template file's text, or a TemplateProblem saying plainly why not."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TemplateProblem(str(path), None, "template file not found") from None
+    except IsADirectoryError:
+        raise TemplateProblem(str(path), None, "is a folder, not a template file") from None
+    except OSError as exc:
+        raise TemplateProblem(str(path), None, f"cannot be read: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TemplateProblem(
+            str(path), line, f"is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+        ) from None
+
+
+def _step_problem(step: Step, name: str, message: str) -> TemplateProblem:
+    origin = step.origin
+    where = f"{origin.path}.{name}" if origin.path else name
+    return TemplateProblem(
+        origin.file or f"step {step.key!r}", origin.line(name), f"{where}: {message}"
+    )
+
+
+_NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
+
+
+def _describe(exc: Exception, context: Mapping[str, Any]) -> str:
+    """One sentence for a render error, with a close known key when a name is misspelt."""
+    if isinstance(exc, UndefinedError):
+        message = f"undefined: {exc.message}"
+        missing = _NO_ATTRIBUTE.search(exc.message or "")
+        if missing:
+            known = [k for v in context.values() if isinstance(v, Mapping) for k in v]
+            close = difflib.get_close_matches(missing.group(1), known, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        return message
+    if isinstance(exc, TemplateError):
+        return exc.message or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
 
 
 _BLOCK_TAG = re.compile(r"\{%.*?%\}", re.S)

@@ -13,6 +13,7 @@ Usage, from the repository root:
     python3 scripts/screenshot_emails.py              # all emails, both widths
     python3 scripts/screenshot_emails.py --only welcome
     python3 scripts/screenshot_emails.py --chromium /path/to/chromium
+    python3 scripts/screenshot_emails.py --index-only  # rewrite README.md, no pictures
 
 Needs playwright from PyPI and a Chromium binary (default /usr/bin/chromium);
 playwright's own browser download is not needed.
@@ -164,8 +165,9 @@ class Rendered:
     html: Path
     subject: str
     preheader: str
-    grade: float  # Flesch-Kincaid, measured as `drip check` does
+    grade: float  # Flesch-Kincaid, measured as `drip check` does (the gated formula)
     words: int
+    dale_chall: float  # New Dale-Chall score, shown next to it (drip.quality.reading_level)
 
 
 def drip_preview(shot: Shot, fmt: str, out: Path | None = None) -> str:
@@ -181,10 +183,8 @@ def drip_preview(shot: Shot, fmt: str, out: Path | None = None) -> str:
 
 def render(shot: Shot, folder: Path) -> Rendered:
     sys.path.insert(0, str(REPO))
-    import textstat
-
     from drip.config import load_config
-    from drip.quality import reading_text
+    from drip.quality import reading_level, reading_text
 
     out = folder / f"{shot.slug}.html"
     if shot.campaign:
@@ -196,9 +196,8 @@ def render(shot: Shot, folder: Path) -> Rendered:
         email = transactional(shot.step)
         out.write_text(email.html, encoding="utf-8")
         text, subject, preheader = email.text, "(set by the signup page)", ""
-    prose = reading_text(text)
-    grade = round(textstat.flesch_kincaid_grade(prose), 1)
-    return Rendered(out, subject, preheader, grade, textstat.lexicon_count(prose))
+    level = reading_level(reading_text(text))
+    return Rendered(out, subject, preheader, level.flesch_kincaid, level.words, level.dale_chall)
 
 
 def transactional(template: str):  # -> drip.render.RenderedEmail
@@ -320,19 +319,33 @@ def write_index(rendered: dict[str, Rendered]) -> Path:
         "    python3 scripts/screenshot_emails.py",
         "",
         "Each email is shown at phone width (390px) and desktop width (1200px). Subject",
-        "lines and preview text never name a condition: they show on lock screens. The",
-        "reading grade is Flesch-Kincaid for the answers shown, measured as `drip check`",
-        "does (its limit is grade 8).",
+        "lines and preview text never name a condition: they show on lock screens.",
         "",
-        "| # | Email | Answers shown | Grade | Words | Phone | Desktop |",
-        "|---|-------|---------------|-------|-------|-------|---------|",
+        "Reading level, for the answers shown, measured as `drip check` does on the",
+        "text part (footer included, links left out), by two formulas that disagree:",
+        "",
+        "- **FK**: Flesch-Kincaid US grade, from sentence length and syllables per word.",
+        "  `drip check` fails an email above grade 8 by this formula.",
+        "- **Dale-Chall**: the Dale-Chall score, from sentence length and the share of",
+        "  words not on a list of about 3,000 words most 4th graders know, with its grade",
+        "  band (under 5: grade 4 and below; 5-5.9: 5-6; 6-6.9: 7-8; 7-7.9: 9-10; 8-8.9:",
+        "  11-12; 9-9.9: 13-15; 10 and over: 16 and above). textstat counts plurals and",
+        "  other forms of listed words, numbers, names, and topic words a patient needs",
+        "  (vein, stocking, compression) as hard words, so it reads high; it is shown,",
+        "  not gated.",
+        "",
+        "| # | Email | Answers shown | FK grade | Dale-Chall | Words | Phone | Desktop |",
+        "|---|-------|---------------|----------|------------|-------|-------|---------|",
     ]
+    from drip.quality import dale_chall_grade
+
     for i, shot in enumerate(SHOTS, start=1):
         r = rendered[shot.slug]
         answers = ", ".join(f"`{s}`" for s in shot.symptoms) or "none"
+        band = dale_chall_grade(r.dale_chall).removeprefix("grade ")
         lines.append(
-            f"| {i} | {shot.title} | {answers} | {r.grade} | {r.words} | "
-            f"[phone]({shot.slug}-phone.png) | [desktop]({shot.slug}-desktop.png) |"
+            f"| {i} | {shot.title} | {answers} | {r.grade} | {r.dale_chall} ({band}) | "
+            f"{r.words} | [phone]({shot.slug}-phone.png) | [desktop]({shot.slug}-desktop.png) |"
         )
     lines.append("")
     lines += schedule_lines()
@@ -358,12 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary")
     parser.add_argument("--only", action="append", default=[], help="slug fragment to render")
+    parser.add_argument(
+        "--index-only", action="store_true", help="rewrite README.md only, no screenshots"
+    )
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         rendered = {shot.slug: render(shot, Path(tmp)) for shot in SHOTS}
         shots = [s for s in SHOTS if not args.only or any(o in s.slug for o in args.only)]
-        written = screenshot([(s, rendered[s.slug]) for s in shots], args.chromium)
+        pages = [] if args.index_only else [(s, rendered[s.slug]) for s in shots]
+        written = screenshot(pages, args.chromium) if pages else []
     for path in written:
         print(f"{path.relative_to(REPO)}  {path.stat().st_size // 1024} KB")
     print(f"{write_index(rendered).relative_to(REPO)}")
