@@ -77,6 +77,11 @@ class ScriptedSMTP:
             self._loop.run_forever()
         finally:
             server.close()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.close()
 
     def _answer(self, stage: str, recipient: str) -> str:
         return self.script_for.get(recipient, {}).get(stage) or self.script.get(stage) or OK[stage]
@@ -141,7 +146,7 @@ class ScriptedSMTP:
                 else:
                     await reply("250 OK")
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()

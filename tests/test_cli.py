@@ -122,7 +122,17 @@ def test_preview_formats(project):
     html = project.cli("preview", "leg-health", "causes", "--symptoms", "walking_cramps")
     assert html.exit_code == 0 and "<!doctype html>" in html.output
     assert "Please see a doctor about this soon." in html.output
-    text = project.cli("preview", "leg-health", "causes", "--format", "text", "--name", "")
+    text = project.cli(
+        "preview",
+        "leg-health",
+        "causes",
+        "--format",
+        "text",
+        "--name",
+        "",
+        "--symptoms",
+        "night_cramps",
+    )
     assert text.output.startswith("Subject: Why muscles tighten at night\n")
     assert "Hello," in text.output and "see a doctor" not in text.output
     eml = project.cli("preview", "leg-health", "welcome", "--format", "eml").output
