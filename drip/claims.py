@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, insert, select, text
+from sqlalchemy import Integer, bindparam, insert, text
 from sqlalchemy.orm import Session
 
-from .models import ACTIVE, ENROLLED, AuditEntry, Delivery
+from .models import ACTIVE, ENROLLED, AuditEntry
 from .models import UTCDateTime as _UTC
 from .schedule import CLAIMED, DEFERRED
 
@@ -78,6 +78,11 @@ _CLAIM_RETRY = text(
     WHERE ref = :p_ref AND status = '{DEFERRED}' AND {_ELIGIBLE}"""
 ).bindparams(*_TYPES)
 
+# by the unique index on ref alone (a status condition can mislead SQLite's planner)
+_CLAIMED = text("SELECT ref, status, run_id FROM deliveries WHERE ref IN :p_refs").bindparams(
+    bindparam("p_refs", expanding=True)
+)
+
 _RECORD = text(
     f"""UPDATE deliveries SET status = :b_status, error = :b_error, sent_at = :b_sent_at,
            next_attempt_at = :b_retry_at, message_id = :b_message_id,
@@ -114,17 +119,12 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
             }
         )
     if new:
-        session.execute(_CLAIM_NEW, new)
+        session.connection().execute(_CLAIM_NEW, new)
     if retries:
-        session.execute(_CLAIM_RETRY, retries)
+        session.connection().execute(_CLAIM_RETRY, retries)
     refs = [c.ref for c in claims]
-    return set(
-        session.scalars(
-            select(Delivery.ref).where(
-                Delivery.ref.in_(refs), Delivery.status == CLAIMED, Delivery.run_id == run_id
-            )
-        )
-    )
+    found = session.connection().execute(_CLAIMED, {"p_refs": refs, "p_run_id": run_id})
+    return {ref for ref, status, run in found if status == CLAIMED and run == run_id}
 
 
 def record(session: Session, results: Iterable[Result], run_id: str, now: datetime) -> None:
@@ -144,7 +144,7 @@ def record(session: Session, results: Iterable[Result], run_id: str, now: dateti
         for r in results
     ]
     if params:
-        session.execute(_RECORD, params)
+        session.connection().execute(_RECORD, params)
 
 
 def set_next(
@@ -156,10 +156,13 @@ def set_next(
         for eid, state, step, due in plans
     ]
     if params:
-        session.execute(_SET_NEXT, params)
+        session.connection().execute(_SET_NEXT, params)
+
+
+_AUDIT = insert(AuditEntry.__table__)
 
 
 def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:
     """Append many audit entries in one statement (same columns as audit.record)."""
     if entries:
-        session.execute(insert(AuditEntry.__table__), list(entries))
+        session.connection().execute(_AUDIT, list(entries))

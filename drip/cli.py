@@ -23,6 +23,7 @@ from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
 from .models import AuditEntry, Delivery, Enrollment, Subscriber
 from .outgoing import build
+from .preflight import preflight
 from .progress import Progress
 from .rates import failure_reasons, step_rates
 from .render import Renderer, TemplateProblem
@@ -262,12 +263,12 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     """Send every email that is due. Safe to run from cron every few minutes."""
     now = parse_now(now_text)
     config = app.config
-    # the same renders and gates as `drip check`, less the slow reading grade; the
-    # sender reuses the renderer, so each template is compiled once per run
+    # the same renders and gates as `drip check`, less the slow reading grade, when
+    # the files changed since they last passed; the sender reuses the renderer
     renderer = Renderer(config.templates_dir)
-    report = check_config(config, renderer, readability=False)
-    if report.problems:
-        report_problems(report.problems, "see `drip check`; nothing was sent")
+    problems = preflight(config, app.engine, renderer)
+    if problems:
+        report_problems(problems, "see `drip check`; nothing was sent")
     try:
         transport = (
             None
@@ -296,6 +297,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
                 limit=limit,
                 progress=progress.advance if progress is not None else None,
                 sign=app.dkim_sign,
+                separate_process=True,
             )
             summary = sender.run()
     except LockBusy as exc:

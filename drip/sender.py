@@ -6,7 +6,8 @@ The stages, each in its own place:
   one email per subscriber per campaign per run.
 - render + compose (`outgoing.build`): Jinja per subscriber, MIME bytes.
 - claim (`claims.claim`): a few messages at a time, committed before any SMTP talk.
-- send (`postman.Postman`): N connections, each with its own thread.
+- send (`postman.Postman`): N connections, each with its own thread; for a big
+  run of `drip send`, in a child process (`postman.ProcessPostman`).
 - record (`claims.record`): results in batches, with each enrollment's next step.
 
 The guarantees and how they are kept:
@@ -57,7 +58,7 @@ from .models import (
 )
 from .outgoing import build
 from .pacing import Pacer
-from .postman import Outcome, Postman
+from .postman import Outcome, Postman, ProcessPostman, make_postman
 from .render import Renderer
 from .schedule import (
     CLAIMED,
@@ -91,6 +92,7 @@ MAX_IDENTICAL_REFUSALS = 5
 # "No such mailbox" for every address in a row is a misrouted relay, not a list.
 MAX_BOUNCES_IN_A_ROW = 20
 IN_FLIGHT_PER_CONNECTION = 2  # claimed and not yet recorded, per connection
+BIG_RUN = 64  # emails in the first batch from which SMTP runs in its own process
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -172,6 +174,7 @@ class Sender:
         progress: Callable[[int], None] | None = None,
         monotonic: Callable[[], float] | None = None,
         sign: Callable[[bytes], bytes] | None = None,
+        separate_process: bool = False,
     ):
         self.config, self.engine, self.transport, self.tokens = config, engine, transport, tokens
         self.clock, self.dry_run, self.limit, self.batch_size = clock, dry_run, limit, batch_size
@@ -179,6 +182,7 @@ class Sender:
         self.actor = actor
         self.progress = progress
         self.sign = sign  # DKIM (drip/dkim.py), applied to each message's final bytes
+        self.separate_process = separate_process  # `drip send` itself, not the web process
         self.run_id = secrets.token_hex(8)
         self.summary = Summary()
         if transport is None and not dry_run:
@@ -208,11 +212,7 @@ class Sender:
                 self.summary.in_doubt_new = sweep_in_doubt(session, self.config, now)
                 self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
                 self._commit()
-                self.postman: Postman[Job] | None = (
-                    None
-                    if self.transport is None or self.dry_run
-                    else Postman(self.transport, connections_of(self.transport))
-                )
+                self.postman: Postman[Job] | ProcessPostman[Job] | None = None  # on first use
                 try:
                     for jobs in self._planned(session, only_subscriber):
                         self._dispatch(jobs)
@@ -380,49 +380,63 @@ class Sender:
     # -- render, claim, hand over ----------------------------------------------------
 
     def _dispatch(self, jobs: list[Job]) -> None:
-        pending = deque(jobs)
-        while pending and self.summary.stopped is None:
-            room = self.max_in_flight - self._claimed()
-            if room <= 0:
-                if self._in_flight:
-                    self._collect(wait=None)
-                else:
-                    self._write()
-                    self._commit()
-                continue
-            count = min(room, len(pending))
-            if self.pacer is not None:
-                count = self.pacer.take(count)
-                if count == 0:  # the relay's rate: wait, recording what comes back
-                    self._pause(self.pacer.wait())
-                    continue
-            self._send([pending.popleft() for _ in range(count)])
-            self._collect(wait=0)
+        if self.postman is None and self.transport is not None and not self.dry_run and jobs:
+            # a big run sends from a child process, so SMTP gets the second core
+            self.postman = make_postman(
+                self.transport,
+                connections_of(self.transport),
+                separate_process=self.separate_process and len(jobs) >= BIG_RUN,
+            )
+        pending, ready = deque(jobs), deque[Job]()  # planned; built and not yet claimed
+        batch = max(1, self.max_in_flight // 2)  # claims per commit, at least
+        while (pending or ready) and self.summary.stopped is None:
+            # outcomes not yet written go into the claim's own transaction, so only
+            # the messages still at the relay count against the bound
+            room = self.max_in_flight - len(self._in_flight)
+            count = min(room, len(ready))
+            # claim a good batch at once (one commit), or whatever is left at the end
+            if count and count >= min(batch, len(ready) + len(pending)):
+                if self.pacer is not None:
+                    count = self.pacer.take(count)
+                    if count == 0:  # the relay's rate: wait, recording what comes back
+                        self._pause(self.pacer.wait())
+                        continue
+                self._send([ready.popleft() for _ in range(count)])
+            elif pending and len(ready) < self.max_in_flight:
+                # build the next messages while the relay works on the claimed ones
+                job = pending.popleft()
+                self._build(job)
+                ready.append(job)
+                self._collect(wait=0)
+            elif self._in_flight:
+                self._collect(wait=None)
+            else:
+                self._write()
+                self._commit()
 
-    def _claimed(self) -> int:
-        """Rows this run holds as `claimed` in the database right now: the crash bound."""
-        return len(self._in_flight) + len(self._results)
+    def _build(self, job: Job) -> None:
+        """Render and compose one message; a failure is kept with the job, not raised."""
+        try:
+            job.envelope = build(
+                self.config,
+                self.renderer,
+                self.tokens,
+                email=job.email,
+                public_id=job.public_id,
+                first_name=job.first_name,
+                symptoms=job.symptoms,
+                campaign=job.campaign,
+                step=job.step,
+                ref=job.ref,
+                date=self.clock(),
+                sign=self.sign,
+            ).envelope
+        except Exception as exc:  # one broken message must not stop the others
+            job.broken = str(exc) or type(exc).__name__
 
     def _send(self, chunk: list[Job]) -> None:
+        """Claim built messages (one commit, with the outcomes so far) and hand them over."""
         now = self.clock()
-        for job in chunk:
-            try:
-                job.envelope = build(
-                    self.config,
-                    self.renderer,
-                    self.tokens,
-                    email=job.email,
-                    public_id=job.public_id,
-                    first_name=job.first_name,
-                    symptoms=job.symptoms,
-                    campaign=job.campaign,
-                    step=job.step,
-                    ref=job.ref,
-                    date=now,
-                    sign=self.sign,
-                ).envelope
-            except Exception as exc:  # one broken message must not stop the others
-                job.broken = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
         if self.dry_run:
             for job in chunk:
                 self.summary.planned.append(
@@ -475,9 +489,6 @@ class Sender:
         for outcome in outcomes:
             self._in_flight.pop(outcome.item.ref, None)
             self._outcome(outcome)
-        if not self._in_flight:  # nothing more to wait for: write what we have
-            self._write()
-            self._commit()
         if outcomes and self.progress is not None:
             self.progress(len(outcomes))
 

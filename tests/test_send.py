@@ -227,3 +227,24 @@ def test_urgent_advice_goes_out_at_night_and_at_weekends(project, sink):
     assert result.exit_code == 0, result.output
     project.cli("send", "--now", "2026-06-06T08:00:00Z")
     assert [m.subject for m in sink.received] == ["Please read this today"]
+
+
+def test_the_preflight_check_runs_again_only_after_an_edit(project, sink):
+    add(project, "pat@example.org")
+    first = project.cli("send", "--now", "2026-06-01T14:00:00Z")  # before the window
+    assert first.exit_code == 0, first.output
+    # the same files: the check is not repeated (its verdict is remembered)
+    from drip.models import Meta
+    from drip.preflight import VERDICT_KEY
+
+    with Session(make_engine(project.database_url)) as s:
+        remembered = s.get(Meta, VERDICT_KEY).value
+    assert project.cli("send", "--now", "2026-06-01T14:01:00Z").exit_code == 0
+    # a broken edit to a template is caught before anything is sent
+    layout = project.templates / "_layout.mjml"
+    layout.write_text(layout.read_text().replace("{{ first_name", "{{ frist_name", 1))
+    broken = project.cli("send", "--now", MON_10)
+    assert broken.exit_code == 1 and "frist_name" in broken.output
+    assert sink.received == []
+    with Session(make_engine(project.database_url)) as s:
+        assert s.get(Meta, VERDICT_KEY).value == remembered  # a failed check is not remembered

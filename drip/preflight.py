@@ -1,0 +1,50 @@
+"""The pre-flight check of `drip send`, run only when something it checks changed.
+
+`drip send` refuses to send from templates `drip check` would reject. Rendering
+every answer set of every email takes a second or two, which cron would pay
+every few minutes for nothing: so the verdict is remembered in the database
+with a fingerprint of campaigns.toml, every template file and drip's version,
+and the check runs again only when that fingerprint changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from importlib.metadata import PackageNotFoundError, version
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from .checks import check_config
+from .config import Config
+from .models import Meta
+from .render import Renderer
+
+VERDICT_KEY = "preflight_passed"
+
+
+def fingerprint(config: Config) -> str:
+    """A hash of everything the check reads: the config file, the templates, drip."""
+    digest = hashlib.sha256(config.path.read_bytes())
+    templates = config.templates_dir.parent  # emails/ and newsletters/
+    for path in sorted(p for p in templates.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(templates)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    with contextlib.suppress(PackageNotFoundError):  # a bare checkout has no version
+        digest.update(version("drip").encode())
+    return digest.hexdigest()
+
+
+def preflight(config: Config, engine: Engine, renderer: Renderer) -> list[str]:
+    """The problems that must stop this run; [] when the same files passed before."""
+    print_ = fingerprint(config)
+    with Session(engine) as session:
+        passed = session.get(Meta, VERDICT_KEY)
+        if passed is not None and passed.value == print_:
+            return []
+        problems = check_config(config, renderer, readability=False).problems
+        if not problems:
+            session.merge(Meta(key=VERDICT_KEY, value=print_))
+            session.commit()
+    return problems
