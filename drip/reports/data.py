@@ -99,8 +99,11 @@ def load(session: Session, weeks: Weeks) -> Records:
             (CONFIRM, sub.confirmed_at),
             (UNSUBSCRIBE, sub.unsubscribed_at),
         ):
-            if at is not None and at < until and (sub.id, kind) not in seen:
-                events.append(Event(at, sub.id, kind))
+            if at is None or at >= until or (sub.id, kind) in seen:
+                continue
+            if kind == UNSUBSCRIBE and (sub.id, COMPLAINT) in seen:
+                continue  # a complaint also sets unsubscribed_at: it is not an unsubscribe
+            events.append(Event(at, sub.id, kind))
     events.sort(key=lambda e: e.at)
 
     sent = Delivery.sent_at.is_not(None)
