@@ -380,3 +380,42 @@ def test_stats_json_and_the_report_agree(story: Story, tmp_path):
     assert int(cells[2]) == stats["all"]["bounced"]
     assert cells[3] == f"{stats['all']['bounce_rate']:.2%}"
     assert int(cells[4]) == stats["all"]["complained"]
+
+
+def test_the_report_opens_in_chromium_without_loading_anything(story: Story, tmp_path):
+    """Real headless Chromium: the page asks for nothing but itself, runs no script,
+    and every chart is drawn (a visible SVG with shapes)."""
+    import os
+    import shutil
+
+    chromium = "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None  # type: ignore[assignment]
+    if sync_playwright is None or not (Path(chromium).exists() or shutil.which("chromium")):
+        if os.environ.get("DRIP_REQUIRE_BROWSER") == "1":
+            pytest.fail("DRIP_REQUIRE_BROWSER=1 but Playwright or Chromium is missing")
+        pytest.skip("Playwright with Debian's chromium is needed")
+    report(story.project, tmp_path, "--weeks", "5")
+    url = (tmp_path / "report.html").as_uri()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        requests: list[str] = []
+        errors: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(url)
+        assert requests == [url]
+        assert errors == []
+        assert page.evaluate("document.scripts.length") == 0
+        for chart in page.locator("svg.chart").all():
+            box = chart.bounding_box()
+            assert box is not None and box["width"] > 600 and box["height"] > 100
+        # one rect per week and source with sends: 3 weeks of the series, then series
+        # and newsletter in the last week
+        assert page.locator("#sent svg.chart rect").count() == 5
+        browser.close()
