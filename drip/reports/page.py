@@ -194,7 +194,7 @@ def build(records: Records, weeks: Weeks, config: Config | None, now: datetime) 
         + ".",
         "hbars",
         charts.horizontal_bars(
-            [r.email.label for r in rated if r.email is not None],
+            _short_labels([r.email for r in rated if r.email is not None]),
             [r.per_thousand or 0.0 for r in rated],
             [
                 f"{r.email.label}: {r.unsubscribed} unsubscribes after {r.sent} sent"
@@ -277,7 +277,7 @@ def build(records: Records, weeks: Weeks, config: Config | None, now: datetime) 
         Headline(
             "Unsubscribes",
             _n(sum(r.unsubscribed for r in leaving)),
-            "after an email sent in this period",
+            "see which emails below",
         ),
         Headline("Bounce rate", _pct(everything.bounce_rate), f"{_n(everything.bounced)} bounced"),
         Headline(
@@ -296,6 +296,19 @@ def build(records: Records, weeks: Weeks, config: Config | None, now: datetime) 
         warnings=warnings,
         version=_version(),
     )
+
+
+def _short_labels(emails: list[series.Email]) -> list[str]:
+    """Chart labels: the series name only when there is more than one series."""
+    several = len({e.source.key for e in emails if e.source.kind != NEWSLETTER}) > 1
+    labels = []
+    for e in emails:
+        if e.source.kind == NEWSLETTER:
+            labels.append(e.label)
+        else:
+            short = e.label.rpartition(", email ")[2] if ", email " in e.label else e.label
+            labels.append(f"{e.source.label}: {short}" if several else f"Email {short}")
+    return labels
 
 
 def _version() -> str:

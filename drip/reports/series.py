@@ -262,7 +262,9 @@ def sent_per_week(
         i = weeks.index(row.at) if row.status == "sent" else None
         if i is not None:
             table.setdefault(row.campaign_key, [0] * len(weeks))[i] += 1
-    sources = sorted((catalog.source(key) for key in table), key=lambda s: (s.kind != SERIES, s.order))
+    sources = sorted(
+        (catalog.source(key) for key in table), key=lambda s: (s.kind != SERIES, s.order)
+    )
     return [(s, table[s.key]) for s in sources]
 
 
