@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, not_, select
 from sqlalchemy.orm import Session
@@ -69,7 +70,7 @@ def step_rates(
     """
     table: dict[str, Rates] = {}
 
-    def period(column: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
+    def period(column: Any) -> list[ColumnElement[bool]]:
         return [
             *([column >= since] if since is not None else []),
             *([column < until] if until is not None else []),

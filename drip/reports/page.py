@@ -7,6 +7,7 @@ be attached to an email. It holds counts only, never a name or an address.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -332,7 +333,7 @@ def _rates_table(records: Records, weeks: Weeks, catalog: Catalog) -> tuple[Tabl
         campaign, step = key
         email = catalog.email(campaign, step)
         r = records.rates.get(f"{campaign}/{step}", Rates())
-        counts = statuses.get((campaign, step), {})
+        counts = statuses.get((campaign, step), Counter())
         other = counts.get("failed", 0) - counts.get("refused", 0)
         if not (r.sent or r.bounced or r.complained or other or counts.get("in_doubt")):
             continue  # e.g. only skipped for everyone in this period

@@ -344,7 +344,9 @@ def problems_per_week(
 ) -> dict[str, list[int]]:
     """Bounces (refused at sending, or returned later), other failures and in-doubt
     deliveries, by the week they happened."""
-    refused, failed, in_doubt = [], [], []
+    refused: list[datetime] = []
+    failed: list[datetime] = []
+    in_doubt: list[datetime] = []
     for row in rows:
         if row.status == "failed":
             (refused if row.refused else failed).append(row.at)
