@@ -586,3 +586,6 @@ from .web.commands import register as _register_web  # noqa: E402
 
 _register_web(main)
 _register_deliverability(main)  # bounces, suppress, dkim
+from .reports.command import register as _register_report  # noqa: E402
+
+_register_report(main)  # report

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, not_, select
+from sqlalchemy import ColumnElement, and_, func, not_, select
 from sqlalchemy.orm import Session
 
 from .feedback import ACTIONS, COMPLAINT, HARD
@@ -49,33 +51,49 @@ class Rates:
         self.complained += other.complained
 
 
-def step_rates(session: Session) -> dict[str, Rates]:
-    """`campaign/step` -> Rates, for every step with a delivery or a report."""
+def refused_at_rcpt() -> ColumnElement[bool]:
+    """Deliveries the server refused at RCPT with a hard (non-5.7.x) 5xx: bounces."""
+    return and_(
+        Delivery.status == "failed",
+        Delivery.error.like("RCPT TO refused: 5%"),
+        not_(Delivery.error.like("% 5.7.%")),
+    )
+
+
+def step_rates(
+    session: Session, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, Rates]:
+    """`campaign/step` -> Rates, for every step with a delivery or a report.
+
+    With `since`/`until`, only what happened in [since, until): emails sent, refused
+    or reported (bounce, complaint) in that period (`drip report` uses this).
+    """
     table: dict[str, Rates] = {}
+
+    def period(column: Any) -> list[ColumnElement[bool]]:
+        return [
+            *([column >= since] if since is not None else []),
+            *([column < until] if until is not None else []),
+        ]
 
     def row(campaign: str, step: str) -> Rates:
         return table.setdefault(f"{campaign}/{step}", Rates())
 
     for campaign, step, count in session.execute(
         select(Delivery.campaign_key, Delivery.step_key, func.count())
-        .where(Delivery.status == "sent")
+        .where(Delivery.status == "sent", *period(Delivery.sent_at))
         .group_by(Delivery.campaign_key, Delivery.step_key)
     ):
         row(campaign, step).sent = count
-    refused = and_(
-        Delivery.status == "failed",
-        Delivery.error.like("RCPT TO refused: 5%"),
-        not_(Delivery.error.like("% 5.7.%")),
-    )
     for campaign, step, count in session.execute(
         select(Delivery.campaign_key, Delivery.step_key, func.count())
-        .where(refused)
+        .where(refused_at_rcpt(), *period(Delivery.updated_at))
         .group_by(Delivery.campaign_key, Delivery.step_key)
     ):
         row(campaign, step).refused = count
     for action, detail in session.execute(
         select(AuditEntry.action, AuditEntry.detail).where(
-            AuditEntry.action.in_((ACTIONS[HARD], ACTIONS[COMPLAINT]))
+            AuditEntry.action.in_((ACTIONS[HARD], ACTIONS[COMPLAINT])), *period(AuditEntry.at)
         )
     ):
         facts = json.loads(detail)
