@@ -66,8 +66,9 @@ _TYPES = (bindparam("p_now", type_=_UTC()), bindparam("p_subscriber_id", type_=I
 _CLAIM_NEW = text(
     f"""INSERT INTO deliveries (subscriber_id, campaign_key, step_key, status, ref, attempts,
                                 run_id, created_at, updated_at)
-    SELECT CAST(:p_subscriber_id AS INTEGER), :p_campaign_key, :p_step_key, '{CLAIMED}',
-           :p_ref, 1, :p_run_id, :p_now, :p_now
+    SELECT CAST(:p_subscriber_id AS INTEGER), CAST(:p_campaign_key AS VARCHAR),
+           CAST(:p_step_key AS VARCHAR), '{CLAIMED}', CAST(:p_ref AS VARCHAR), 1,
+           CAST(:p_run_id AS VARCHAR), :p_now, :p_now
     WHERE {_ELIGIBLE}
     ON CONFLICT DO NOTHING"""
 ).bindparams(*_TYPES)
@@ -95,10 +96,15 @@ _RECORD = text(
     bindparam("b_uncount", type_=Integer),
 )
 
+# only while this run still holds the lease: if the patient left the series
+# meanwhile (the web side clears the lease), their decision stands
 _SET_NEXT = text(
-    """UPDATE enrollments SET state = :b_state, next_step_key = :b_step, next_due_at = :b_due
-    WHERE id = :b_id"""
+    """UPDATE enrollments SET state = :b_state, next_step_key = :b_step, next_due_at = :b_due,
+           leased_by = NULL
+    WHERE id = :b_id AND leased_by = :b_run"""
 ).bindparams(bindparam("b_due", type_=_UTC()), bindparam("b_id", type_=Integer))
+
+_RELEASE = text("UPDATE enrollments SET leased_by = NULL WHERE leased_by = :b_run")
 
 
 def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime) -> set[str]:
@@ -148,15 +154,23 @@ def record(session: Session, results: Iterable[Result], run_id: str, now: dateti
 
 
 def set_next(
-    session: Session, plans: Iterable[tuple[int, str, str | None, datetime | None]]
+    session: Session,
+    plans: Iterable[tuple[int, str, str | None, datetime | None]],
+    run_id: str,
 ) -> None:
-    """Store (enrollment id, state, next step, next due) for many enrollments."""
+    """Store (enrollment id, state, next step, next due) for many enrollments this run
+    leased, and give the leases back."""
     params = [
-        {"b_id": eid, "b_state": state, "b_step": step, "b_due": due}
+        {"b_id": eid, "b_state": state, "b_step": step, "b_due": due, "b_run": run_id}
         for eid, state, step, due in plans
     ]
     if params:
         session.connection().execute(_SET_NEXT, params)
+
+
+def release_leases(session: Session, run_id: str) -> None:
+    """Give back every lease this run still holds (messages it did not send)."""
+    session.connection().execute(_RELEASE, {"b_run": run_id})
 
 
 _AUDIT = insert(AuditEntry.__table__)

@@ -280,7 +280,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     clock = clock_for(now)
     try:
         with (
-            SendLock(app.engine, wait=wait),
+            SendLock(app.engine, wait=wait) as lock,
             transport or contextlib.nullcontext(),
             Progress.for_terminal() or contextlib.nullcontext() as progress,
         ):
@@ -298,6 +298,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
                 progress=progress.advance if progress is not None else None,
                 sign=app.dkim_sign,
                 separate_process=True,
+                run_id=lock.run_id,
             )
             summary = sender.run()
     except LockBusy as exc:

@@ -68,9 +68,16 @@ def refresh(
     tz: ZoneInfo,
     records: dict[str, Record],
     now: datetime,
+    run_id: str | None = None,
 ) -> Plan | None:
-    """Store the enrollment's next step; record steps inserted behind it as skipped."""
+    """Store the enrollment's next step; record steps inserted behind it as skipped.
+
+    An enrollment another sender has leased is left alone: that sender is sending
+    its next email and plans the step after it when the server has answered.
+    """
     if enrollment.state in (LEFT, OPTED_OUT):
+        return None
+    if enrollment.leased_by is not None and enrollment.leased_by != run_id:
         return None
     try:
         campaign = config.campaign(enrollment.campaign_key)
@@ -159,7 +166,7 @@ def sync_subscriber(
         if not wanted:
             if enrollment is not None:
                 enrollment.state, enrollment.next_step_key = LEFT, None
-                enrollment.next_due_at = None
+                enrollment.next_due_at = enrollment.leased_by = None  # a sender's plan is void
             continue
         if enrollment is None:
             enrollment = Enrollment(

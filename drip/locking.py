@@ -1,40 +1,67 @@
-"""One `drip send` at a time per database, released even when a run is killed.
+"""Who may send, and how a run knows another run is dead, even after `kill -9`.
 
-SQLite: an flock on a file beside the database. PostgreSQL: a session-level
-advisory lock held on a dedicated connection. The kernel (or the server, when the
-connection drops) releases both when the process dies, so a `kill -9` never
-leaves a stale lock behind, and everything left `claimed` by a run that no longer
-holds the lock is known to be from a dead run (see sender.sweep_in_doubt).
+SQLite (one machine): one `drip send` at a time per database, by an flock on a
+file beside the database's *real* path (a symlink or a relative path names the
+same lock). Every other run is dead, by construction.
+
+PostgreSQL (one machine or many): any number of senders at once. Each holds a
+session-level advisory lock named after its run id on a dedicated connection,
+for as long as it runs: that is its pulse. The server releases it when the
+connection drops, so a run whose lock can be taken is dead. Senders share the
+due work through enrollment leases and conditional claims (sender.py,
+claims.py); the run-level chores (the in-doubt sweep, re-planning after an
+edit) are done by one sender at a time under a transaction-level lock.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import time
+import zlib
 from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
 
 from .db import sqlite_path
 
-ADVISORY_KEY = 0x64726970  # "drip"
+ADVISORY_KEY = 0x64726970  # "drip": the first half of every advisory lock key
+CHORES = 0  # the second half of the chores lock; run locks use a hash of the run id
 
 
 class LockBusy(Exception):
-    """Another drip send holds the lock."""
+    """Another drip send holds the lock (SQLite)."""
+
+
+def run_key(run_id: str) -> int:
+    """The second half of a run's advisory lock key (never 0, the chores key)."""
+    return zlib.crc32(run_id.encode()) % 0x7FFFFFFF + 1
 
 
 class SendLock:
+    """`with SendLock(engine) as lock:` then send with `run_id=lock.run_id`."""
+
     def __init__(self, engine: Engine, wait: float = 0.0):
         self.engine, self.wait = engine, wait
+        self.run_id = secrets.token_hex(8)
+        self.shared = engine.dialect.name == "postgresql"  # several senders at once
         self._fd: int | None = None
         self._conn: Connection | None = None
 
     def __enter__(self) -> SendLock:
+        if self.shared:
+            self._conn = self.engine.connect()
+            self._conn.execute(
+                text("SELECT pg_advisory_lock(:a, :b)"),
+                {"a": ADVISORY_KEY, "b": run_key(self.run_id)},
+            )
+            self._conn.commit()
+            return self
         deadline = time.monotonic() + self.wait
-        while not self._try():
+        while not self._try_file():
             if time.monotonic() >= deadline:
                 raise LockBusy("another `drip send` is running against this database")
             time.sleep(0.2)
@@ -45,17 +72,8 @@ class SendLock:
     ) -> None:
         self.release()
 
-    def _try(self) -> bool:
-        if self.engine.dialect.name == "postgresql":
-            if self._conn is None:
-                self._conn = self.engine.connect()
-            got = self._conn.execute(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}
-            ).scalar()
-            self._conn.commit()
-            return bool(got)
-        path = lock_path(self.engine)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    def _try_file(self) -> bool:
+        fd = os.open(lock_path(self.engine), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -79,4 +97,31 @@ def lock_path(engine: Engine) -> Path:
     db = sqlite_path(engine)
     if db is None:
         raise RuntimeError("drip send needs a database file or PostgreSQL")
-    return db.with_name(db.name + ".send-lock")
+    real = db.resolve()  # a symlink to the file, or another spelling, is the same lock
+    return real.with_name(real.name + ".send-lock")
+
+
+def take_chores(session: Session) -> bool:
+    """May this run do the run-level chores now? Always on SQLite (one sender); on
+    PostgreSQL when no other sender is doing them (held until the commit)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(
+        session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:a, :b)"), {"a": ADVISORY_KEY, "b": CHORES}
+        ).scalar()
+    )
+
+
+def dead_runs(session: Session, run_ids: set[str], own: str) -> set[str]:
+    """Which of these runs are no longer alive (their pulse lock can be taken)."""
+    run_ids = run_ids - {own}
+    if session.get_bind().dialect.name != "postgresql":
+        return run_ids  # SQLite: we hold the only send lock, every other run is dead
+    dead = set()
+    for run_id in run_ids:
+        key = {"a": ADVISORY_KEY, "b": run_key(run_id)}
+        # a transaction-level try: released at commit, never blocks a live run
+        if session.execute(text("SELECT pg_try_advisory_xact_lock(:a, :b)"), key).scalar():
+            dead.add(run_id)
+    return dead

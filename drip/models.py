@@ -127,6 +127,9 @@ class Enrollment(Base):
     # the schedule in campaigns.toml changes (see Meta "schedule_fingerprint")
     next_step_key: Mapped[str | None] = mapped_column(String(64))
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the run (Sender.run_id) working on this enrollment's next email right now, so
+    # that several senders sharing a PostgreSQL database never plan it twice
+    leased_by: Mapped[str | None] = mapped_column(String(32))
 
 
 class Delivery(Base):

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from . import audit, claims, enrollment
 from .claims import Claim, Result
 from .config import Campaign, Config, Step
+from .locking import dead_runs, take_chores
 from .message import Envelope, make_message_id
 from .models import (
     ACTIVE,
@@ -175,6 +176,7 @@ class Sender:
         monotonic: Callable[[], float] | None = None,
         sign: Callable[[bytes], bytes] | None = None,
         separate_process: bool = False,
+        run_id: str | None = None,
     ):
         self.config, self.engine, self.transport, self.tokens = config, engine, transport, tokens
         self.clock, self.dry_run, self.limit, self.batch_size = clock, dry_run, limit, batch_size
@@ -183,7 +185,7 @@ class Sender:
         self.progress = progress
         self.sign = sign  # DKIM (drip/dkim.py), applied to each message's final bytes
         self.separate_process = separate_process  # `drip send` itself, not the web process
-        self.run_id = secrets.token_hex(8)
+        self.run_id = run_id or secrets.token_hex(8)  # SendLock's, so others see it alive
         self.summary = Summary()
         if transport is None and not dry_run:
             raise ValueError("a Sender needs a transport unless it is a dry run")
@@ -209,8 +211,9 @@ class Sender:
             self._commit = session.flush if self.dry_run else session.commit
             try:
                 now = self.clock()
-                self.summary.in_doubt_new = sweep_in_doubt(session, self.config, now)
-                self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
+                if take_chores(session):  # one sender at a time does the run-level chores
+                    self.summary.in_doubt_new = sweep_in_doubt(session, now, self.run_id)
+                    self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
                 self._commit()
                 self.postman: Postman[Job] | ProcessPostman[Job] | None = None  # on first use
                 try:
@@ -219,6 +222,7 @@ class Sender:
                     while self._in_flight:
                         self._collect(wait=None)
                     self._write()
+                    claims.release_leases(session, self.run_id)
                     self._commit()
                 finally:
                     if self.postman is not None:
@@ -252,11 +256,14 @@ class Sender:
                     Enrollment.state == ENROLLED,
                     Enrollment.next_due_at <= now,
                     Enrollment.id > last_id,
+                    Enrollment.leased_by.is_(None),  # not another sender's, right now
                     Subscriber.status == ACTIVE,
                     or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
                 )
                 .order_by(Enrollment.id)
                 .limit(self.batch_size)
+                # PostgreSQL: senders planning at the same moment take disjoint rows
+                .with_for_update(of=Enrollment, skip_locked=True)
             )
             if only_subscriber is not None:
                 query = query.where(Subscriber.id == only_subscriber)
@@ -264,7 +271,13 @@ class Sender:
             if not batch:
                 return
             last_id = batch[-1][0].id
+            for enr, _ in batch:
+                enr.leased_by = self.run_id  # given back when its email is recorded
             jobs = self._plan_batch(session, batch, now)
+            planned = {job.enrollment_id for job in jobs}
+            for enr, _ in batch:
+                if enr.id not in planned:
+                    enr.leased_by = None  # nothing to send now: not ours any more
             self._commit()  # skips and waiting steps, before anything is claimed
             session.expunge_all()  # keep memory flat however many are due
             yield jobs
@@ -318,7 +331,7 @@ class Sender:
         """The one message this enrollment sends now, if any, recording skips on the way."""
         tz = ZoneInfo(sub.timezone)
         while True:
-            plan = enrollment.refresh(session, self.config, enr, tz, records, now)
+            plan = enrollment.refresh(session, self.config, enr, tz, records, now, self.run_id)
             if plan is None or plan.step is None or plan.due_at is None or plan.due_at > now:
                 return None
             campaign, step = self.config.campaign(enr.campaign_key), plan.step
@@ -605,7 +618,7 @@ class Sender:
         """Write the collected results, next steps and audit entries (the caller commits)."""
         now = self.clock()
         claims.record(self.session, self._results, self.run_id, now)
-        claims.set_next(self.session, self._next)
+        claims.set_next(self.session, self._next, self.run_id)
         claims.audit_many(self.session, self._audit)
         self._results, self._next, self._audit = [], [], []
 
@@ -661,13 +674,23 @@ def count_due(engine: Engine, now: datetime) -> int:
         )
 
 
-def sweep_in_doubt(session: Session, config: Config, now: datetime) -> int:
-    """Rows still `claimed` when a run starts belong to a dead run (we hold the lock).
+def sweep_in_doubt(session: Session, now: datetime, run_id: str = "") -> int:
+    """Rows still `claimed` by a run that is no longer alive (locking.dead_runs).
 
-    Its message may or may not have been accepted by the server, so it is marked
-    in_doubt and held, never resent silently. Returns how many were found.
+    Their messages may or may not have been accepted by the server, so they are
+    marked in_doubt and their series held, never resent silently. The dead runs'
+    enrollment leases are given back. Returns how many rows were found.
     """
-    rows = list(session.scalars(select(Delivery).where(Delivery.status == CLAIMED)))
+    claimed = list(session.scalars(select(Delivery).where(Delivery.status == CLAIMED)))
+    leased = set(
+        session.scalars(select(Enrollment.leased_by).where(Enrollment.leased_by.is_not(None)))
+    )
+    dead = dead_runs(session, {r.run_id or "" for r in claimed} | leased, run_id)
+    rows = [r for r in claimed if (r.run_id or "") in dead]
+    if dead:
+        session.execute(
+            update(Enrollment).where(Enrollment.leased_by.in_(dead)).values(leased_by=None)
+        )
     for row in rows:
         row.status, row.updated_at = IN_DOUBT, now
         row.error = "the run sending this was interrupted; the server may have accepted it"
@@ -689,6 +712,6 @@ def sweep_in_doubt(session: Session, config: Config, now: datetime) -> int:
                     Enrollment.campaign_key == row.campaign_key,
                 )
             )
-            .values(state="held", next_due_at=None)
+            .values(state=HELD, next_due_at=None, leased_by=None)
         )
     return len(rows)

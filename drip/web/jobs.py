@@ -26,7 +26,7 @@ def send_due(
 ) -> Summary | None:
     """One `drip send` run (or for one subscriber). None when another run holds the lock."""
     try:
-        with SendLock(services.engine, wait=wait):
+        with SendLock(services.engine, wait=wait) as lock:
             try:
                 transport = services.transport()
             except (DeliveryError, ValueError) as exc:
@@ -42,6 +42,7 @@ def send_due(
                     renderer=services.renderer,  # compiled once for the process's life
                     actor=services.actor,
                     sign=services.sign,
+                    run_id=lock.run_id,
                 )
                 summary = sender.run(only_subscriber=only_subscriber)
             finally:
