@@ -56,6 +56,10 @@ def check_config(
     for campaign in config.campaigns:
         for step in campaign.steps:
             report.problems += _check_step(config, renderer, campaign, step, report, readability)
+    for newsletter in config.newsletters:  # same layout, context and gates as the series
+        report.problems += _check_step(
+            config, renderer, newsletter.campaign, newsletter.step, report, readability
+        )
     return report
 
 

@@ -2,10 +2,11 @@
 
 Claim: one statement per message, all committed together before any SMTP talk.
 Each is conditional on the patient, *at claim time*, being active, not paused,
-not suppressed and still in the series, so an unsubscribe committed before the
-claim always wins. A new claim inserts the delivery row (unique on subscriber,
-campaign, step: a second claim of the same step does nothing); a retry flips a
-`deferred` row back to `claimed`.
+not suppressed and still in the series (for a newsletter: not opted out of
+newsletters, and the newsletter not cancelled), so an unsubscribe or a
+`drip newsletter cancel` committed before the claim always wins. A new claim
+inserts the delivery row (unique on subscriber, campaign, step: a second claim
+of the same step does nothing); a retry flips a `deferred` row back to `claimed`.
 
 Record: one UPDATE per message and one per enrollment, executed as batches and
 committed together after the server answered.
@@ -35,7 +36,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .models import ACTIVE, ENROLLED, AuditEntry, Delivery, Enrollment, Subscriber, Suppression
+from .models import (
+    ACTIVE,
+    ENROLLED,
+    AuditEntry,
+    Delivery,
+    Enrollment,
+    NewsletterState,
+    Subscriber,
+    Suppression,
+)
 from .models import UTCDateTime as _UTC
 from .schedule import CLAIMED, DEFERRED
 
@@ -43,6 +53,7 @@ deliveries = Delivery.__table__
 enrollments = Enrollment.__table__
 subscribers = Subscriber.__table__
 suppressions = Suppression.__table__
+newsletters = NewsletterState.__table__
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class Claim:
     ref: str
     address_hash: str
     retry: bool  # a deferred row already exists and is taken back
+    newsletter: bool = False  # no enrollment needed; the opt-out and cancellation count
 
 
 @dataclass(frozen=True)
@@ -78,21 +90,33 @@ def _param(session: Session, name: str, type_: Any) -> ColumnElement[Any]:
     return bindparam(name, type_=type_)
 
 
-def _eligible(session: Session) -> ColumnElement[bool]:
-    """The patient may get this message right now (evaluated inside the claim)."""
+def _eligible(session: Session, newsletter: bool = False) -> ColumnElement[bool]:
+    """The patient may get this message right now (evaluated inside the claim).
+
+    A series step needs the patient still in the series; a newsletter needs them
+    not opted out of newsletters and the newsletter (step_key) not cancelled."""
     sid, now = bindparam("p_subscriber_id", type_=Integer), bindparam("p_now", type_=_UTC())
-    return and_(
-        exists().where(
-            subscribers.c.id == sid,
-            subscribers.c.status == ACTIVE,
-            or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= now),
-        ),
-        ~exists().where(suppressions.c.address_hash == bindparam("p_address_hash", type_=String)),
-        exists().where(
+    person = [
+        subscribers.c.id == sid,
+        subscribers.c.status == ACTIVE,
+        or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= now),
+    ]
+    if newsletter:
+        person.append(subscribers.c.newsletters_opt_out == False)  # noqa: E712
+        message = ~exists().where(
+            newsletters.c.key == bindparam("p_step_key", type_=String),
+            newsletters.c.cancelled_at.is_not(None),
+        )
+    else:
+        message = exists().where(
             enrollments.c.subscriber_id == sid,
             enrollments.c.campaign_key == bindparam("p_campaign_key", type_=String),
             enrollments.c.state == ENROLLED,
-        ),
+        )
+    return and_(
+        exists().where(*person),
+        ~exists().where(suppressions.c.address_hash == bindparam("p_address_hash", type_=String)),
+        message,
     )
 
 
@@ -112,26 +136,28 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
         }
         for c in claims
     ]
-    new = [p for p, c in zip(params, claims, strict=True) if not c.retry]
-    retries = [p for p, c in zip(params, claims, strict=True) if c.retry]
-    if new:
-        session.execute(_insert_claims(session), new)
-    if retries:
-        session.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.ref == bindparam("p_ref", type_=String),
-                deliveries.c.status == DEFERRED,
-                _eligible(session),
+    for newsletter in (False, True):
+        pairs = [(p, c) for p, c in zip(params, claims, strict=True) if c.newsletter is newsletter]
+        new = [p for p, c in pairs if not c.retry]
+        retries = [p for p, c in pairs if c.retry]
+        if new:
+            session.execute(_insert_claims(session, newsletter), new)
+        if retries:
+            session.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.ref == bindparam("p_ref", type_=String),
+                    deliveries.c.status == DEFERRED,
+                    _eligible(session, newsletter),
+                )
+                .values(
+                    status=CLAIMED,
+                    run_id=bindparam("p_run_id"),
+                    attempts=deliveries.c.attempts + 1,
+                    updated_at=bindparam("p_now"),
+                ),
+                retries,
             )
-            .values(
-                status=CLAIMED,
-                run_id=bindparam("p_run_id"),
-                attempts=deliveries.c.attempts + 1,
-                updated_at=bindparam("p_now"),
-            ),
-            retries,
-        )
     refs = [c.ref for c in claims]
     return set(
         session.scalars(
@@ -142,7 +168,7 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
     )
 
 
-def _insert_claims(session: Session) -> Any:
+def _insert_claims(session: Session, newsletter: bool) -> Any:
     names = (
         "subscriber_id",
         "campaign_key",
@@ -164,7 +190,7 @@ def _insert_claims(session: Session) -> Any:
         _param(session, "p_run_id", String),
         _param(session, "p_now", _UTC()),
         _param(session, "p_now", _UTC()),
-    ).where(_eligible(session))
+    ).where(_eligible(session, newsletter))
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(deliveries).from_select(names, row).on_conflict_do_nothing()

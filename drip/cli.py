@@ -522,7 +522,9 @@ def audit_log(app: App, limit: int) -> None:
 
 # serve, run, snippet, demo and `subscribers purge-pending` live with the web side
 from .deliverability import register as _register_deliverability  # noqa: E402
+from .newsletter_cli import register as _register_newsletter  # noqa: E402
 from .web.commands import register as _register_web  # noqa: E402
 
 _register_web(main)
 _register_deliverability(main)  # bounces, suppress, dkim
+_register_newsletter(main)  # newsletter list, preview, test, cancel

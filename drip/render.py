@@ -76,8 +76,14 @@ class Renderer:
 
     # -- compile (once per template) -------------------------------------------------
 
+    def file(self, name: str, suffix: str = ".mjml") -> Path:
+        """A template's file. "newsletters/travel" lives beside templates/emails/."""
+        if "/" in name:
+            return self.dir.parent / f"{name}{suffix}"
+        return self.dir / f"{name}{suffix}"
+
     def source(self, name: str) -> str:
-        path = self.dir / f"{name}.mjml"
+        path = self.file(name)
         try:
             return path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -134,7 +140,7 @@ class Renderer:
         return Compiled(name, html_template, self._text_template(name, html), frozenset(variables))
 
     def _label(self, name: str) -> str:
-        return str(self.dir / f"{name}.mjml")
+        return str(self.file(name))
 
     def _check_source(self, label: str, src: str) -> set[str]:
         """Jinja syntax and MJML pitfalls, reported at the source line."""
@@ -147,7 +153,7 @@ class Renderer:
         return set(meta.find_undeclared_variables(ast))
 
     def _text_template(self, name: str, html: str) -> JinjaTemplate:
-        authored = self.dir / f"{name}.txt"
+        authored = self.file(name, ".txt")
         if authored.is_file():
             src = authored.read_text(encoding="utf-8")
             label = str(authored)
@@ -160,7 +166,7 @@ class Renderer:
                     None,
                     "a {% if %} or {% for %} between MJML elements (e.g. around an "
                     "<mj-button>) is lost when the HTML becomes plain text; wrap whole "
-                    f"<mj-section>s instead, or write {name}.txt by hand",
+                    f"<mj-section>s instead, or write {Path(name).name}.txt by hand",
                 )
         try:
             return self.text_env.from_string(src)
