@@ -468,7 +468,7 @@ def stats(app: App, as_json: bool) -> None:
     table: dict[str, dict[str, int]] = {}
     for campaign, step, status, count in rows:
         table.setdefault(f"{campaign}/{step}", {})[status] = count
-        rates = step_rates(session)
+    rates = step_rates(session)  # also with no deliveries yet
     if as_json:
         click.echo(
             json.dumps(
@@ -481,7 +481,10 @@ def stats(app: App, as_json: bool) -> None:
     )
     order = {
         f"{c.key}/{s.key}": i
-        for i, (c, s) in enumerate((c, s) for c in app.config.campaigns for s in c.steps)
+        for i, (c, s) in enumerate(
+            [(c, s) for c in app.config.campaigns for s in c.steps]
+            + [(n.campaign, n.step) for n in app.config.newsletters]  # after the series
+        )
     }
     statuses = ("sent", "skipped", "deferred", "failed", "in_doubt", "claimed")
     click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in statuses))

@@ -51,9 +51,10 @@ def _build(
     """The newsletter for one made-up patient, built exactly as `drip send` builds it."""
     config = app.config
     secret = app.settings.secret_key or PREVIEW_SECRET
-    step = newsletter.step
+    step, campaign = newsletter.step, newsletter.campaign
     if subject_prefix:
         step = replace(step, subject=subject_prefix + step.subject)
+        campaign = replace(campaign, steps=(step,))
     try:
         chosen = subscribers.check_symptoms(config, [s for s in symptoms.split(",") if s])
         return build(
@@ -64,7 +65,7 @@ def _build(
             public_id=PREVIEW_ID,
             first_name=None,
             symptoms=frozenset(chosen),
-            campaign=newsletter.campaign,
+            campaign=campaign,
             step=step,
             ref=secrets.token_hex(16),
             date=datetime.now(UTC),

@@ -439,6 +439,7 @@ class Sender:
                     last_id = ids[-1]
                     subs = session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))
                     jobs = self._newsletter_jobs(session, newsletter, list(subs), tz, now, {})
+                    self._commit()  # skips, before anything is claimed
                     session.expunge_all()
                     yield jobs
 
@@ -471,6 +472,7 @@ class Sender:
                 jobs = self._newsletter_jobs(
                     session, newsletter, [sub for sub, _, _ in chunk], tz, now, retries
                 )
+                self._commit()
                 session.expunge_all()
                 yield jobs
 
@@ -500,8 +502,20 @@ class Sender:
         gap = self.config.clinic.min_gap
         jobs = []
         for sub in sorted(subs, key=lambda s: s.id):
-            if hashes[sub.id] in suppressed:
-                continue  # the claim would refuse it too
+            if hashes[sub.id] in suppressed:  # the claim would refuse it too
+                reason = "the address is on the suppression list"
+                if sub.id in retries:
+                    session.execute(
+                        update(Delivery)
+                        .where(Delivery.ref == retries[sub.id][0], Delivery.status == DEFERRED)
+                        .values(status=SKIPPED, error=reason, updated_at=now)
+                    )
+                else:
+                    enrollment.add_skip(
+                        session, sub.id, newsletter.campaign_key, newsletter.key, now, reason
+                    )
+                self.summary.skipped += 1
+                continue
             if sub.id in self._recent and self._recent[sub.id] + gap > now:
                 continue  # another newsletter went to them in this run: a later run
             if self.limit is not None and self._planned_count >= self.limit:
