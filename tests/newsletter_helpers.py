@@ -22,6 +22,7 @@ def add_newsletter(
     audience: str | None = None,
     archive: bool = False,
     subject: str = "News from the clinic",
+    name: str = "Monthly news",
 ) -> None:
     """Append a [[newsletter]] using the fixture template (templates/newsletters/news)."""
     folder = project.root / "templates" / "newsletters"
@@ -31,7 +32,7 @@ def add_newsletter(
         "",
         "[[newsletter]]",
         f'key = "{key}"',
-        'name = "Monthly news"',
+        f'name = "{name}"',
         f'subject = "{subject}"',
         'preheader = "A few tips for this month"',
         'template = "news"',
