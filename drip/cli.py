@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, db, enrollment, subscribers
 from .checks import check_config, preview_links
-from .config import Config, ConfigError, load_config
+from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .deliverability import dkim_check_lines, rates_json, rates_lines
 from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
@@ -116,8 +116,9 @@ def check(app: App, quiet: bool) -> None:
     report = check_config(config)
     if not quiet:
         for e in report.emails:
+            name = "newsletter" if e.campaign.startswith(NEWSLETTER_PREFIX) else e.campaign
             click.echo(
-                f"  {e.campaign}/{e.step}: grade {e.grade:4.1f}, {e.words:4d} words, "
+                f"  {name}/{e.step}: grade {e.grade:4.1f}, {e.words:4d} words, "
                 f"subject {e.subject!r}"
             )
     if report.problems:
@@ -127,8 +128,9 @@ def check(app: App, quiet: bool) -> None:
     for warning in dkim_check_lines(app):  # DKIM keys and DMARC alignment
         click.echo(f"warning: {warning}", err=True)
     steps = sum(len(c.steps) for c in config.campaigns)
+    news = f"{len(config.newsletters)} newsletters, " if config.newsletters else ""
     click.echo(
-        f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, "
+        f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, {news}"
         f"{report.profiles} renders checked"
     )
 

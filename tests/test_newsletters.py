@@ -434,4 +434,4 @@ def test_check_puts_newsletters_through_the_quality_gates(project):
     result = project.cli("check")
     assert result.exit_code == 1
     assert "subject 'Tips for your legs' names a condition (legs)" in result.output
-    assert f"newsletter:{KEY}" in result.output
+    assert f"newsletter:{KEY}" in result.output  # the problem names it in full

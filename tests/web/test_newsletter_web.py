@@ -8,6 +8,8 @@ app's test client against a real SQLite file and the real SMTP sink.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from conftest import summary
@@ -133,3 +135,56 @@ def test_the_archive_in_a_real_browser(browser, tmp_path: Path, sink: MailSink):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_demo_shows_the_example_newsletter_alongside_the_series(tmp_path: Path):
+    from email import message_from_bytes, policy
+    from email.utils import parsedate_to_datetime
+
+    from conftest import REPO
+
+    from drip.demo import run_demo
+
+    index = run_demo(REPO / "campaigns.toml", tmp_path / "demo", weeks=2, echo=lambda _: None)
+    sent: dict[str, list[tuple[object, str]]] = {}
+    for eml in (tmp_path / "demo" / "outbox").glob("*.eml"):
+        msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        sent.setdefault(str(msg["To"]), []).append(
+            (parsedate_to_datetime(msg["Date"]), str(msg["Subject"]))
+        )
+    assert len(sent) == 5
+    for mails in sent.values():
+        mails.sort()
+        subjects = [s for _, s in mails]
+        assert subjects.count("Travel season: a few easy tips") == 1
+        assert "Welcome, here is what to expect" in subjects
+        # no two non-urgent emails within min_gap (12h)
+        calm = [at for at, s in mails if s != "Please read this today"]
+        assert all(b - a >= timedelta(hours=12) for a, b in pairwise(calm))
+    assert index.read_text().count("Travel season: a few easy tips") == 5
+
+
+def test_the_live_demo_mail_catcher_gets_the_newsletter_too(tmp_path: Path):
+    from conftest import REPO
+
+    from drip import enrollment, subscribers
+    from drip.demo import LiveDemo
+    from drip.web.catcher import jump_to_next_email
+
+    live = LiveDemo(REPO / "campaigns.toml", tmp_path, port=0)
+    try:
+        with Session(live.engine) as s:
+            sub = subscribers.create(
+                s, live.services.config, email="demo@patient.example", symptoms=["swelling"],
+                now=live.clock(), confirmed=True, timezone="America/Chicago",
+            )  # fmt: skip
+            enrollment.sync_subscriber(s, live.services.config, sub, live.clock())
+            s.commit()
+        for _ in range(6):
+            jump_to_next_email(live.services, live.clock)
+        subjects = [m.subject for m in live.catcher.messages]
+        assert "Welcome, here is what to expect" in subjects
+        assert subjects.count("Travel season: a few easy tips") == 1
+        assert len(subjects) >= 4
+    finally:
+        live.close()
