@@ -147,8 +147,11 @@ def test_send(app: Any, key: str, to: str, symptoms: str) -> None:
         _fail(str(exc))
     made = _build(app, newsletter, symptoms, address, subject_prefix="[TEST] ")
     try:
-        with transport_from_settings(app.settings.smtp_url, app.settings.outbox_dir) as transport:
+        transport = transport_from_settings(app.settings.smtp_url, app.settings.outbox_dir)
+        try:
             transport.send(made.envelope)
+        finally:
+            transport.close()
     except Exception as exc:  # one clear line, whatever the relay said
         _fail(f"the test was not sent: {exc}")
     click.echo(f"sent a test of {key} to {address}: {made.email.subject!r} (not recorded)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, true, update
@@ -72,7 +73,7 @@ def eligible(
     instant: datetime,
     now: datetime,
     gap: bool = True,
-) -> Select[tuple[int]]:
+) -> Select[Any]:
     """Subscribers in `timezone` who should get `newsletter` and have no row for it yet.
 
     With `gap`, also leaves out anyone who got another non-urgent email within

@@ -433,7 +433,7 @@ class Sender:
                         .order_by(Subscriber.id)
                         .limit(self.batch_size)
                     )
-                    ids = list(session.scalars(query))
+                    ids: list[int] = list(session.scalars(query))
                     if not ids:
                         break
                     last_id = ids[-1]
