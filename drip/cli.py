@@ -374,6 +374,7 @@ def subscribers_show(app: App, email: str) -> None:
         for name in fields:
             click.echo(f"{name:22} {getattr(sub, name) or '-'}")
         click.echo(f"{'symptoms':22} {', '.join(sorted(sub.symptom_keys)) or '-'}")
+        click.echo(f"{'newsletters':22} {'off (opted out)' if sub.newsletters_opt_out else 'on'}")
         for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id)):
             click.echo(
                 f"campaign {e.campaign_key}: {e.state}, started {e.started_at:%Y-%m-%d}"

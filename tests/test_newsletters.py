@@ -435,3 +435,32 @@ def test_check_puts_newsletters_through_the_quality_gates(project):
     assert result.exit_code == 1
     assert "subject 'Tips for your legs' names a condition (legs)" in result.output
     assert f"newsletter:{KEY}" in result.output  # the problem names it in full
+
+
+# -- the shipped example -------------------------------------------------------------
+
+
+def test_the_example_newsletter_gives_the_travel_advice_plainly(shipped):
+    shown = shipped.cli("newsletter", "preview", "2026-12-travel", "--format", "text")
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert text.startswith("Subject: Travel season: a few easy tips ")
+    for advice in (
+        "walk up and down the aisle",  # move often
+        "stop every hour or two",  # on a drive
+        "Lift your toes",  # calf exercises in the seat
+        "Drink water",
+        "loose, comfy clothes",
+        "Only wear them if a doctor or nurse has said they are right for you",  # stockings
+        "painful, swollen, warm, red or darker, get medical care the same day",  # clot signs
+        "call 911 right away",  # and the lungs
+        "up to a few weeks after it",
+    ):
+        assert advice in text, advice
+    assert "Put your feet up" not in text and "rest your legs on pillows" not in text
+    swollen = shipped.cli(
+        "newsletter", "preview", "2026-12-travel", "--format", "text", "--symptoms", "swelling"
+    )
+    assert "rest your legs on pillows" in swollen.output
+    listed = shipped.cli("newsletter", "list", "--now", "2026-11-01T12:00:00Z").output
+    assert "2026-12-travel           scheduled" in listed
