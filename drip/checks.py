@@ -104,6 +104,10 @@ def check_config(
     for campaign in config.campaigns:
         for step in campaign.steps:
             _check_step(config, renderer, campaign, step, report, flags, readability, cap)
+    for newsletter in config.newsletters:  # same layout, context and gates as the series
+        _check_step(
+            config, renderer, newsletter.campaign, newsletter.step, report, flags, readability, cap
+        )
     limit = config.quality.max_grade
     for template_file, (grade, example) in report._hardest.items():
         if grade > limit:  # one line per template, at its hardest version

@@ -2,10 +2,11 @@
 
 Claim: one statement per message, all committed together before any SMTP talk.
 Each is conditional on the patient, *at claim time*, being active, not paused,
-not suppressed and still in the series, so an unsubscribe committed before the
-claim always wins. A new claim inserts the delivery row (unique on subscriber,
-campaign, step: a second claim of the same step does nothing); a retry flips a
-`deferred` row back to `claimed`.
+not suppressed and still in the series (for a newsletter: not opted out of
+newsletters, and the newsletter not cancelled), so an unsubscribe or a
+`drip newsletter cancel` committed before the claim always wins. A new claim
+inserts the delivery row (unique on subscriber, campaign, step: a second claim
+of the same step does nothing); a retry flips a `deferred` row back to `claimed`.
 
 Record: one UPDATE per message and one per enrollment, executed as batches and
 committed together after the server answered.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, insert, text
+from sqlalchemy import Integer, TextClause, bindparam, insert, text
 from sqlalchemy.orm import Session
 
 from .models import ACTIVE, ENROLLED, AuditEntry
@@ -36,6 +37,7 @@ class Claim:
     ref: str
     address_hash: str
     retry: bool  # a deferred row already exists and is taken back
+    newsletter: bool = False  # no enrollment needed; the opt-out and cancellation count
 
 
 @dataclass(frozen=True)
@@ -53,31 +55,48 @@ class Result:
 
 # Plain SQL, the same on SQLite and PostgreSQL: these run for every message, and a
 # text statement costs SQLAlchemy almost nothing to execute again and again.
-_ELIGIBLE = f"""
+_PERSON = f"""
     EXISTS (SELECT 1 FROM subscribers s WHERE s.id = :p_subscriber_id
             AND s.status = '{ACTIVE}'
-            AND (s.paused_until IS NULL OR s.paused_until <= :p_now))
-    AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.address_hash = :p_address_hash)
+            AND (s.paused_until IS NULL OR s.paused_until <= :p_now)
+            {{}})
+    AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.address_hash = :p_address_hash)"""
+# a series step needs the patient still in the series
+_ELIGIBLE = _PERSON.format("") + f"""
     AND EXISTS (SELECT 1 FROM enrollments e WHERE e.subscriber_id = :p_subscriber_id
             AND e.campaign_key = :p_campaign_key AND e.state = '{ENROLLED}')"""
+# a newsletter needs them not opted out of newsletters, and it not cancelled
+_ELIGIBLE_NEWSLETTER = _PERSON.format("AND s.newsletters_opt_out = false") + """
+    AND NOT EXISTS (SELECT 1 FROM newsletters n WHERE n.key = :p_step_key
+            AND n.cancelled_at IS NOT NULL)"""
 
 _TYPES = (bindparam("p_now", type_=_UTC()), bindparam("p_subscriber_id", type_=Integer))
 
-_CLAIM_NEW = text(
-    f"""INSERT INTO deliveries (subscriber_id, campaign_key, step_key, status, ref, attempts,
-                                run_id, created_at, updated_at)
-    SELECT CAST(:p_subscriber_id AS INTEGER), CAST(:p_campaign_key AS VARCHAR),
-           CAST(:p_step_key AS VARCHAR), '{CLAIMED}', CAST(:p_ref AS VARCHAR), 1,
-           CAST(:p_run_id AS VARCHAR), :p_now, :p_now
-    WHERE {_ELIGIBLE}
-    ON CONFLICT DO NOTHING"""
-).bindparams(*_TYPES)
+def _claim_new(eligible: str) -> TextClause:
+    return text(
+        f"""INSERT INTO deliveries (subscriber_id, campaign_key, step_key, status, ref,
+                                    attempts, run_id, created_at, updated_at)
+        SELECT CAST(:p_subscriber_id AS INTEGER), CAST(:p_campaign_key AS VARCHAR),
+               CAST(:p_step_key AS VARCHAR), '{CLAIMED}', CAST(:p_ref AS VARCHAR), 1,
+               CAST(:p_run_id AS VARCHAR), :p_now, :p_now
+        WHERE {eligible}
+        ON CONFLICT DO NOTHING"""
+    ).bindparams(*_TYPES)
 
-_CLAIM_RETRY = text(
-    f"""UPDATE deliveries SET status = '{CLAIMED}', run_id = :p_run_id,
-           attempts = attempts + 1, updated_at = :p_now
-    WHERE ref = :p_ref AND status = '{DEFERRED}' AND {_ELIGIBLE}"""
-).bindparams(*_TYPES)
+
+def _claim_retry(eligible: str) -> TextClause:
+    return text(
+        f"""UPDATE deliveries SET status = '{CLAIMED}', run_id = :p_run_id,
+               attempts = attempts + 1, updated_at = :p_now
+        WHERE ref = :p_ref AND status = '{DEFERRED}' AND {eligible}"""
+    ).bindparams(*_TYPES)
+
+
+# (new claims, retries) for a series step and for a newsletter
+_CLAIMS = {
+    False: (_claim_new(_ELIGIBLE), _claim_retry(_ELIGIBLE)),
+    True: (_claim_new(_ELIGIBLE_NEWSLETTER), _claim_retry(_ELIGIBLE_NEWSLETTER)),
+}
 
 # by the unique index on ref alone (a status condition can mislead SQLite's planner)
 _CLAIMED = text("SELECT ref, status, run_id FROM deliveries WHERE ref IN :p_refs").bindparams(
@@ -111,9 +130,12 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
     """Claim these messages (not committed here); the refs actually claimed."""
     if not claims:
         return set()
-    new, retries = [], []
+    batches: dict[bool, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+        False: ([], []),
+        True: ([], []),
+    }
     for c in claims:
-        (retries if c.retry else new).append(
+        batches[c.newsletter][c.retry].append(
             {
                 "p_subscriber_id": c.subscriber_id,
                 "p_campaign_key": c.campaign_key,
@@ -124,10 +146,12 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
                 "p_now": now,
             }
         )
-    if new:
-        session.connection().execute(_CLAIM_NEW, new)
-    if retries:
-        session.connection().execute(_CLAIM_RETRY, retries)
+    for newsletter, (new, retries) in batches.items():
+        insert_new, take_back = _CLAIMS[newsletter]
+        if new:
+            session.connection().execute(insert_new, new)
+        if retries:
+            session.connection().execute(take_back, retries)
     refs = [c.ref for c in claims]
     found = session.connection().execute(_CLAIMED, {"p_refs": refs, "p_run_id": run_id})
     return {ref for ref, status, run in found if status == CLAIMED and run == run_id}

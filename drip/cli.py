@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, db, enrollment, subscribers
 from .checks import check_config
-from .config import Config, ConfigError, load_config
+from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .deliverability import dkim_check_lines, rates_json, rates_lines
 from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
@@ -124,8 +124,9 @@ def check(app: App, quiet: bool) -> None:
     if not quiet:
         for e in report.emails:
             where = f"{e.campaign}/{e.step}"
+            name = "newsletter" if e.campaign.startswith(NEWSLETTER_PREFIX) else e.campaign
             click.echo(
-                f"  {where}: grade {e.grade:4.1f}, {e.words:4d} words (Flesch-Kincaid; "
+                f"  {name}/{e.step}: grade {e.grade:4.1f}, {e.words:4d} words (Flesch-Kincaid; "
                 f"Dale-Chall {e.dale_chall:.1f} = {e.dale_chall_grade}), subject {e.subject!r}"
             )
             if where in report.coverage:
@@ -135,8 +136,9 @@ def check(app: App, quiet: bool) -> None:
     for warning in dkim_check_lines(app):  # DKIM keys and DMARC alignment
         click.echo(f"warning: {warning}", err=True)
     steps = sum(len(c.steps) for c in config.campaigns)
+    news = f"{len(config.newsletters)} newsletters, " if config.newsletters else ""
     click.echo(
-        f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, "
+        f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, {news}"
         f"{report.profiles} renders checked ({report.distinct} distinct emails through the "
         f"gates); grades are the hardest version of each email, the limit is grade "
         f"{config.quality.max_grade:g} Flesch-Kincaid"
@@ -422,6 +424,7 @@ def subscribers_show(app: App, email: str) -> None:
         for name in fields:
             click.echo(f"{name:22} {getattr(sub, name) or '-'}")
         click.echo(f"{'symptoms':22} {', '.join(sorted(sub.symptom_keys)) or '-'}")
+        click.echo(f"{'newsletters':22} {'off (opted out)' if sub.newsletters_opt_out else 'on'}")
         for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id)):
             click.echo(
                 f"campaign {e.campaign_key}: {e.state}, started {e.started_at:%Y-%m-%d}"
@@ -538,7 +541,10 @@ def stats(app: App, as_json: bool) -> None:
     )
     order = {
         f"{c.key}/{s.key}": i
-        for i, (c, s) in enumerate((c, s) for c in app.config.campaigns for s in c.steps)
+        for i, (c, s) in enumerate(
+            [(c, s) for c in app.config.campaigns for s in c.steps]
+            + [(n.campaign, n.step) for n in app.config.newsletters]  # after the series
+        )
     }
     statuses = ("sent", "skipped", "deferred", "failed", "in_doubt", "claimed")
     click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in statuses))
@@ -583,6 +589,7 @@ def audit_log(app: App, limit: int) -> None:
 
 # serve, run, snippet, demo and `subscribers purge-pending` live with the web side
 from .deliverability import register as _register_deliverability  # noqa: E402
+from .newsletter_cli import register as _register_newsletter  # noqa: E402
 from .web.commands import register as _register_web  # noqa: E402
 
 _register_web(main)
@@ -590,3 +597,4 @@ _register_deliverability(main)  # bounces, suppress, dkim
 from .reports.command import register as _register_report  # noqa: E402
 
 _register_report(main)  # report
+_register_newsletter(main)  # newsletter list, preview, test, cancel

@@ -13,7 +13,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import getaddresses, parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +27,9 @@ from .tomlpos import field_lines, line_for
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RED_FLAG_LEVELS = ("emergency", "urgent", "soon")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+# a newsletter key may start with a digit ("2026-12-travel"); "newsletter:" + key
+# is its deliveries' campaign_key, which holds 64 characters
+NEWSLETTER_KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,52}$")
 
 DEFAULT_BANNED_SUBJECT_WORDS = (
     "cramp",
@@ -94,6 +97,7 @@ class Clinic:
     # deliverability (drip/bounces.py): VERP envelope sender and soft-bounce tolerance
     bounce_address: str = ""
     soft_bounce_limit: int = 3
+    newsletter_archive: bool = False  # the site switch for /newsletters (web/archive.py)
 
     @cached_property
     def from_email(self) -> str:
@@ -162,6 +166,44 @@ class Campaign:
         raise KeyError(key)
 
 
+NEWSLETTER_PREFIX = "newsletter:"
+NEWSLETTER_TEMPLATES = "newsletters"  # templates/newsletters/, beside templates/emails/
+
+
+@dataclass(frozen=True)
+class Newsletter:
+    """A one-off email to everyone active whose symptoms match, at `send_at` local time."""
+
+    key: str
+    name: str
+    subject: str
+    preheader: str
+    template: str
+    audience: Rule = EVERYONE
+    send_at: datetime | None = None  # naive: a wall-clock time in each subscriber's zone
+    archive: bool = False
+
+    @property
+    def campaign_key(self) -> str:
+        """The `campaign_key` of its delivery rows (their `step_key` is `key`)."""
+        return NEWSLETTER_PREFIX + self.key
+
+    @cached_property
+    def step(self) -> Step:
+        """The newsletter as the one step the renderer and the pipeline work with."""
+        return Step(
+            key=self.key,
+            subject=self.subject,
+            preheader=self.preheader,
+            template=f"{NEWSLETTER_TEMPLATES}/{self.template}",
+            delay=timedelta(0),
+        )
+
+    @cached_property
+    def campaign(self) -> Campaign:
+        return Campaign(self.campaign_key, self.name, self.audience, (self.step,), "newsletter")
+
+
 @dataclass(frozen=True)
 class Quality:
     max_grade: float = 8.0
@@ -182,6 +224,7 @@ class Config:
     def unsafe(self, answers: set[str] | frozenset[str]) -> dict[str, bool]:
         """For each kind of advice in [caution]: is it unsafe for these answers?"""
         return {kind: bool(c.unsafe_with & answers) for kind, c in self.cautions.items()}
+    newsletters: tuple[Newsletter, ...] = ()
 
     @property
     def templates_dir(self) -> Path:
@@ -192,6 +235,16 @@ class Config:
             if campaign.key == key:
                 return campaign
         raise KeyError(key)
+
+    def newsletter(self, key: str) -> Newsletter:
+        for newsletter in self.newsletters:
+            if newsletter.key == key:
+                return newsletter
+        raise KeyError(key)
+
+    def urgent_keys(self) -> frozenset[str]:
+        """Campaigns whose emails are never held back by min_gap (nor hold others back)."""
+        return frozenset(c.key for c in self.campaigns if c.kind == "urgent")
 
     def drip_campaigns(self) -> tuple[Campaign, ...]:
         return tuple(c for c in self.campaigns if c.kind == "drip")
@@ -423,7 +476,7 @@ def load_config(path: str | Path) -> Config:
     return _build(path, text, data)
 
 
-TOP_LEVEL = ("clinic", "symptoms", "red_flags", "caution", "campaign", "quality")
+TOP_LEVEL = ("clinic", "symptoms", "red_flags", "caution", "campaign", "newsletter", "quality")
 CAUTION_FIELDS = ("advice", "unsafe_with", "why")
 CLINIC_FIELDS = (
     "name",
@@ -440,9 +493,20 @@ CLINIC_FIELDS = (
     "min_gap",
     "bounce_address",
     "soft_bounce_limit",
+    "newsletter_archive",
 )
 CAMPAIGN_FIELDS = ("key", "name", "audience", "step", "kind")
 STEP_FIELDS = ("key", "subject", "preheader", "template", "delay", "when", "send_window")
+NEWSLETTER_FIELDS = (
+    "key",
+    "name",
+    "subject",
+    "preheader",
+    "template",
+    "audience",
+    "send_at",
+    "archive",
+)
 
 
 def _build(path: Path, text: str, data: dict[str, Any]) -> Config:
@@ -455,9 +519,19 @@ def _build(path: Path, text: str, data: dict[str, Any]) -> Config:
     templates_dir = path.parent / "templates" / "emails"
     campaigns = _campaigns(c, data, symptoms, clinic.send_window, templates_dir)
     quality = _quality(c, c.table(data.get("quality", {}), "quality"))
+    newsletters = _newsletters(c, data, symptoms, {k.key for k in campaigns}, path.parent)
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(path, clinic, symptoms, red_flags, campaigns, quality, cautions)
+    return Config(
+        path,
+        clinic,
+        symptoms,
+        red_flags,
+        campaigns,
+        quality,
+        cautions=cautions,
+        newsletters=newsletters,
+    )
 
 
 def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:
@@ -504,6 +578,10 @@ def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:
     if isinstance(soft_limit, bool) or not isinstance(soft_limit, int) or not 1 <= soft_limit <= 20:
         c.add("clinic.soft_bounce_limit", f"must be a number from 1 to 20, not {soft_limit!r}")
         soft_limit = 3
+    archive = data.get("newsletter_archive", False)
+    if not isinstance(archive, bool):
+        c.add("clinic.newsletter_archive", f"must be true or false, not {_kind(archive)}")
+        archive = False
     return Clinic(
         name=name,
         postal_address=address,
@@ -521,6 +599,7 @@ def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:
         min_gap=c.duration(data, "min_gap", "clinic", default=timedelta(hours=12)),
         bounce_address=bounce.lower(),
         soft_bounce_limit=soft_limit,
+        newsletter_archive=archive,
     )
 
 
@@ -690,6 +769,92 @@ def _steps(
             )
         )
     return tuple(steps)
+
+
+SEND_AT_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def _newsletters(
+    c: _Checker,
+    data: dict[str, Any],
+    symptoms: dict[str, str],
+    campaign_keys: set[str],
+    root: Path,
+) -> tuple[Newsletter, ...]:
+    raw = data.get("newsletter", [])
+    if not isinstance(raw, list):
+        c.add("newsletter", "write newsletters as [[newsletter]] tables")
+        return ()
+    vocabulary = {**symptoms, **{k: "" for k in c.table(data.get("red_flags", {}), "")}}
+    folder = root / "templates" / NEWSLETTER_TEMPLATES
+    found: list[Newsletter] = []
+    seen: set[str] = set()
+    for i, value in enumerate(raw):
+        path = f"newsletter[{i}]"
+        entry = c.table(value, path)
+        c.unknown_keys(entry, path, NEWSLETTER_FIELDS)
+        key = c.string(entry, "key", path)
+        if key and not NEWSLETTER_KEY_PATTERN.match(key):
+            c.add(
+                f"{path}.key",
+                "newsletter keys are lower-case letters, digits, _ and -, at most 53 of them",
+            )
+        if key in seen:
+            c.add(f"{path}.key", f"newsletter key {key!r} is used twice")
+        seen.add(key)
+        if key in campaign_keys:
+            c.add(f"{path}.key", f"{key!r} is already a campaign's key; use another")
+        template = c.string(entry, "template", path)
+        if template and not (folder / f"{template}.mjml").is_file():
+            known = sorted(p.stem for p in folder.glob("*.mjml"))
+            c.add(
+                f"{path}.template",
+                f"no template {template}.mjml in {folder}" + _did_you_mean(template, known),
+            )
+        archive = entry.get("archive", False)
+        if not isinstance(archive, bool):
+            c.add(f"{path}.archive", f"must be true or false, not {_kind(archive)}")
+            archive = False
+        found.append(
+            Newsletter(
+                key=key,
+                name=c.string(entry, "name", path),
+                subject=c.string(entry, "subject", path),
+                preheader=c.string(entry, "preheader", path, required=False),
+                template=template,
+                audience=(
+                    c.rule(entry["audience"], f"{path}.audience", vocabulary)
+                    if "audience" in entry
+                    else EVERYONE
+                ),
+                send_at=_send_at(c, entry, path),
+                archive=archive,
+            )
+        )
+    return tuple(found)
+
+
+def _send_at(c: _Checker, entry: dict[str, Any], path: str) -> datetime | None:
+    """A wall-clock time without a zone: "2026-12-01 10:00" (or a TOML local date-time)."""
+    if "send_at" not in entry:
+        return None  # a draft: previewable, never sent
+    value = entry["send_at"]
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            c.add(
+                f"{path}.send_at",
+                "must be a local time without a zone (each subscriber gets it at that "
+                'time in their own zone), like "2026-12-01 10:00"',
+            )
+            return None
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.strptime(value.strip(), SEND_AT_FORMAT)
+        except ValueError:
+            pass
+    c.add(f"{path}.send_at", f'must be a local time like "2026-12-01 10:00", not {value!r}')
+    return None
 
 
 def _quality(c: _Checker, data: dict[str, Any]) -> Quality:

@@ -19,9 +19,10 @@ import html
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -63,10 +64,21 @@ def demo_patients(config: Config) -> list[DemoPatient]:
     ]
 
 
+def demo_newsletters(config: Config, start: datetime, days: int = 2) -> Config:
+    """The config with each scheduled newsletter moved to 10:00 local, `days` after
+    `start`, so the demo's patients get it alongside their series (drafts stay drafts)."""
+    day = start.astimezone(ZoneInfo(config.clinic.timezone)).date() + timedelta(days=days)
+    at = datetime.combine(day, time(10, 0))
+    moved = tuple(
+        replace(n, send_at=at) if n.send_at is not None else n for n in config.newsletters
+    )
+    return replace(config, newsletters=moved)
+
+
 def run_demo(
     config_path: Path, folder: Path, *, weeks: int = 6, echo: Callable[[str], None] = print
 ) -> Path:
-    config = load_config(config_path)
+    config = demo_newsletters(load_config(config_path), DEMO_START)
     renderer = Renderer(config.templates_dir)  # compiled once for every simulated run
     report = check_config(config, renderer)
     if report.problems:
@@ -98,6 +110,9 @@ def run_demo(
     echo(f"{len(patients)} sample patients signed up on {DEMO_START:%A %d %B %Y}:")
     for p in patients:
         echo(f"  {p.email:28} {', '.join(p.symptoms)}")
+    for n in config.newsletters:
+        if n.send_at is not None:
+            echo(f"Newsletter {n.name!r} goes on {n.send_at:%A %d %B} at 10:00 local time.")
 
     transport = OutboxTransport(outbox)
     tokens = Tokens(DEMO_SECRET)
@@ -197,7 +212,13 @@ class LiveDemo:
         link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         self.url = f"http://{link_host}:{self.server.effective_port}"
         # the links in every email must come back to this server, not the clinic's site
-        self.services.config = replace(config, clinic=replace(config.clinic, base_url=self.url))
+        # and a newsletter goes out the day after tomorrow, 10:00 (see /newsletters)
+        self.services.config = demo_newsletters(
+            replace(
+                config, clinic=replace(config.clinic, base_url=self.url, newsletter_archive=True)
+            ),
+            datetime.now(UTC),
+        )
         self.scheduler: Any = None
 
     def run(self, scheduler: bool = True) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -87,6 +89,10 @@ class Subscriber(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # "no newsletters, thanks" from the preferences page; the series go on
+    newsletters_opt_out: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     symptoms: Mapped[list[Symptom]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", lazy="selectin"
@@ -156,6 +162,19 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class NewsletterState(Base):
+    """What the database knows of a newsletter beyond campaigns.toml: its cancellation.
+
+    Its deliveries are ordinary rows with campaign_key "newsletter:KEY", step_key KEY.
+    """
+
+    __tablename__ = "newsletters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Suppression(Base):

@@ -92,8 +92,14 @@ class Renderer:
 
     # -- compile (once per template) -------------------------------------------------
 
+    def file(self, name: str, suffix: str = ".mjml") -> Path:
+        """A template's file. "newsletters/travel" lives beside templates/emails/."""
+        if "/" in name:
+            return self.dir.parent / f"{name}{suffix}"
+        return self.dir / f"{name}{suffix}"
+
     def source(self, name: str) -> str:
-        return read_template(self.dir / f"{name}.mjml")
+        return read_template(self.file(name))
 
     def compile(self, name: str) -> Compiled:
         if name not in self._cache:
@@ -170,7 +176,7 @@ class Renderer:
         )
 
     def _label(self, name: str) -> str:
-        return str(self.dir / f"{name}.mjml")
+        return str(self.file(name))
 
     def _check_source(self, label: str, src: str) -> set[str]:
         """Jinja syntax and MJML pitfalls, reported at the source line."""
@@ -186,7 +192,7 @@ class Renderer:
 
     def _text_template(self, name: str, html: str) -> tuple[JinjaTemplate, str, str]:
         """The text part's template, its Jinja source, and the authored file (if any)."""
-        authored = self.dir / f"{name}.txt"
+        authored = self.file(name, ".txt")
         written = ""
         if authored.is_file():
             src = read_template(authored)
@@ -200,7 +206,7 @@ class Renderer:
                     None,
                     "a {% if %} or {% for %} between MJML elements (e.g. around an "
                     "<mj-button>) is lost when the HTML becomes plain text; wrap whole "
-                    f"<mj-section>s instead, or write {name}.txt by hand",
+                    f"<mj-section>s instead, or write {Path(name).name}.txt by hand",
                 )
         try:
             return self.text_env.from_string(src), src, written

@@ -39,9 +39,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, claims, enrollment
+from . import audit, claims, enrollment, newsletters
 from .claims import Claim, Result
-from .config import Campaign, Config, Step
+from .config import Campaign, Config, Newsletter, Step
 from .locking import dead_runs, take_chores
 from .message import Envelope, make_message_id
 from .models import (
@@ -138,24 +138,30 @@ class Summary:
 
 @dataclass
 class Job:
-    """One planned message, in plain values (it outlives the planning batch's session)."""
+    """One planned message, in plain values (it outlives the planning batch's session).
 
-    enrollment_id: int
+    A newsletter's job has no enrollment (`enrollment_id` None): nothing follows it."""
+
     subscriber_id: int
     public_id: str
     email: str
     first_name: str | None
     tz: ZoneInfo
-    started_at: datetime
     campaign: Campaign
     step: Step
     symptoms: frozenset[str]
-    records: dict[str, Record]
     ref: str
     attempts: int  # attempts before this one
     retry: bool
+    enrollment_id: int | None = None
+    started_at: datetime | None = None
+    records: dict[str, Record] = field(default_factory=dict)
     envelope: Envelope | None = None
     broken: str | None = None  # why the message could not be built
+
+    @property
+    def newsletter(self) -> bool:
+        return self.enrollment_id is None
 
 
 class Sender:
@@ -201,6 +207,9 @@ class Sender:
         self._refusals = 0
         self._bounces = 0
         self._planned_count = 0
+        # subscriber id -> when this run planned them a non-urgent email (min_gap)
+        self._recent: dict[int, datetime] = {}
+        self._urgent = config.urgent_keys()
 
     # -- the run ---------------------------------------------------------------------
 
@@ -217,6 +226,11 @@ class Sender:
                 self._commit()
                 self.postman: Postman[Job] | ProcessPostman[Job] | None = None  # on first use
                 try:
+                    # newsletters first: when one falls together with a series step,
+                    # the series step is the one that waits (min_gap)
+                    if only_subscriber is None:
+                        for jobs in self._planned_newsletters(session):
+                            self._dispatch(jobs)
                     for jobs in self._planned(session, only_subscriber):
                         self._dispatch(jobs)
                     while self._in_flight:
@@ -300,6 +314,7 @@ class Sender:
                 )
             )
         )
+        last_mail = self._last_mail(records)
         jobs = []
         for enr, sub in batch:
             if hashes[sub.id] in suppressed:
@@ -311,7 +326,7 @@ class Sender:
                 sub,
                 frozenset(symptoms[sub.id]),
                 records[(enr.subscriber_id, enr.campaign_key)],
-                hashes[sub.id],
+                last_mail.get(sub.id, {}),
                 now,
             )
             if job is not None:
@@ -325,10 +340,12 @@ class Sender:
         sub: Subscriber,
         symptoms: frozenset[str],
         records: dict[str, Record],
-        digest: str,
+        last_mail: dict[str, datetime],
         now: datetime,
     ) -> Job | None:
-        """The one message this enrollment sends now, if any, recording skips on the way."""
+        """The one message this enrollment sends now, if any, recording skips on the way.
+
+        `last_mail`: campaign key -> this subscriber's latest non-urgent email in it."""
         tz = ZoneInfo(sub.timezone)
         while True:
             plan = enrollment.refresh(session, self.config, enr, tz, records, now, self.run_id)
@@ -342,10 +359,21 @@ class Sender:
             if step.when is not None and not step.when.matches(symptoms):
                 self._skip(session, sub, campaign, step, records, now)
                 continue
+            if campaign.kind != "urgent":
+                # another campaign's or a newsletter's email went within min_gap: wait
+                others = [at for key, at in last_mail.items() if key != campaign.key]
+                if sub.id in self._recent:
+                    others.append(self._recent[sub.id])
+                free_at = max(others, default=now) + self.config.clinic.min_gap
+                if others and free_at > now:
+                    enr.next_due_at = next_allowed(free_at, window, tz)
+                    return None
             if self.limit is not None and self._planned_count >= self.limit:
                 self.summary.limit_reached = True
                 return None
             self._planned_count += 1
+            if campaign.kind != "urgent":
+                self._recent[sub.id] = now
             ref, attempts = secrets.token_hex(16), 0
             retry = step.key in records  # a deferred row: take it back, same ref
             if retry:
@@ -368,6 +396,165 @@ class Sender:
                 attempts=attempts,
                 retry=retry,
             )
+
+    def _last_mail(
+        self, records: dict[tuple[int, str], dict[str, Record]]
+    ) -> dict[int, dict[str, datetime]]:
+        """Per subscriber and campaign, the latest non-urgent email sent (or maybe sent)."""
+        found: dict[int, dict[str, datetime]] = {}
+        for (sid, key), steps in records.items():
+            if key in self._urgent:
+                continue
+            times = [r.at for r in steps.values() if r.status in newsletters.GOT_MAIL]
+            if times:
+                found.setdefault(sid, {})[key] = max(times)
+        return found
+
+    # -- plan newsletters ------------------------------------------------------------
+
+    def _planned_newsletters(self, session: Session) -> Iterator[list[Job]]:
+        """Batches of newsletter jobs: retries first, then, per newsletter and time zone
+        whose send instant has come, the eligible subscribers by keyset pagination."""
+        now = self.clock()
+        stopped = newsletters.stop_removed_and_cancelled(session, self.config, now)
+        self.summary.skipped += stopped
+        self._commit()
+        cancelled = newsletters.cancelled_keys(session)
+        due = [
+            n for n in self.config.newsletters if n.send_at is not None and n.key not in cancelled
+        ]
+        if not due:
+            return
+        window = self.config.clinic.send_window
+        zones = [
+            (name, tz)
+            for name in session.scalars(
+                select(Subscriber.timezone).where(Subscriber.status == ACTIVE).distinct()
+            )
+            if (tz := newsletters.zone(name)) is not None
+        ]
+        for newsletter in due:
+            yield from self._newsletter_retries(session, newsletter, now)
+            for name, tz in zones:
+                assert newsletter.send_at is not None
+                instant = newsletters.send_instant(newsletter.send_at, tz, window)
+                if instant > now or not in_window(now, window, tz):
+                    continue
+                last_id = 0
+                while self.summary.stopped is None and not self.summary.limit_reached:
+                    query = (
+                        newsletters.eligible(self.config, newsletter, name, instant, now)
+                        .where(Subscriber.id > last_id)
+                        .order_by(Subscriber.id)
+                        .limit(self.batch_size)
+                    )
+                    ids: list[int] = list(session.scalars(query))
+                    if not ids:
+                        break
+                    last_id = ids[-1]
+                    subs = session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))
+                    jobs = self._newsletter_jobs(session, newsletter, list(subs), tz, now, {})
+                    self._commit()  # skips, before anything is claimed
+                    session.expunge_all()
+                    yield jobs
+
+    def _newsletter_retries(
+        self, session: Session, newsletter: Newsletter, now: datetime
+    ) -> Iterator[list[Job]]:
+        """Deferred copies of `newsletter` whose retry time has come."""
+        rows = session.execute(
+            select(Subscriber, Delivery.ref, Delivery.attempts)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .where(
+                Delivery.campaign_key == newsletter.campaign_key,
+                Delivery.status == DEFERRED,
+                Delivery.next_attempt_at <= now,
+                *newsletters.reachable(now),
+            )
+            .order_by(Delivery.id)
+        ).all()
+        window = self.config.clinic.send_window
+        by_zone: dict[str, list[tuple[Subscriber, str, int]]] = {}
+        for sub, ref, attempts in rows:
+            by_zone.setdefault(sub.timezone, []).append((sub, ref, attempts))
+        for name, found in by_zone.items():
+            tz = newsletters.zone(name)
+            if tz is None or not in_window(now, window, tz):
+                continue
+            for start in range(0, len(found), self.batch_size):
+                chunk = found[start : start + self.batch_size]
+                retries = {sub.id: (ref, attempts) for sub, ref, attempts in chunk}
+                jobs = self._newsletter_jobs(
+                    session, newsletter, [sub for sub, _, _ in chunk], tz, now, retries
+                )
+                self._commit()
+                session.expunge_all()
+                yield jobs
+
+    def _newsletter_jobs(
+        self,
+        session: Session,
+        newsletter: Newsletter,
+        subs: list[Subscriber],
+        tz: ZoneInfo,
+        now: datetime,
+        retries: dict[int, tuple[str, int]],
+    ) -> list[Job]:
+        ids = [sub.id for sub in subs]
+        symptoms: dict[int, set[str]] = {sid: set() for sid in ids}
+        for sid, key in session.execute(
+            select(Symptom.subscriber_id, Symptom.key).where(Symptom.subscriber_id.in_(ids))
+        ):
+            symptoms[sid].add(key)
+        hashes = {sub.id: address_hash(sub.email) for sub in subs}
+        suppressed = set(
+            session.scalars(
+                select(Suppression.address_hash).where(
+                    Suppression.address_hash.in_(hashes.values())
+                )
+            )
+        )
+        gap = self.config.clinic.min_gap
+        jobs = []
+        for sub in sorted(subs, key=lambda s: s.id):
+            if hashes[sub.id] in suppressed:  # the claim would refuse it too
+                reason = "the address is on the suppression list"
+                if sub.id in retries:
+                    session.execute(
+                        update(Delivery)
+                        .where(Delivery.ref == retries[sub.id][0], Delivery.status == DEFERRED)
+                        .values(status=SKIPPED, error=reason, updated_at=now)
+                    )
+                else:
+                    enrollment.add_skip(
+                        session, sub.id, newsletter.campaign_key, newsletter.key, now, reason
+                    )
+                self.summary.skipped += 1
+                continue
+            if sub.id in self._recent and self._recent[sub.id] + gap > now:
+                continue  # another newsletter went to them in this run: a later run
+            if self.limit is not None and self._planned_count >= self.limit:
+                self.summary.limit_reached = True
+                break
+            self._planned_count += 1
+            self._recent[sub.id] = now
+            ref, attempts = retries.get(sub.id, (secrets.token_hex(16), 0))
+            jobs.append(
+                Job(
+                    subscriber_id=sub.id,
+                    public_id=sub.public_id,
+                    email=sub.email,
+                    first_name=sub.first_name,
+                    tz=tz,
+                    campaign=newsletter.campaign,
+                    step=newsletter.step,
+                    symptoms=frozenset(symptoms[sub.id]),
+                    ref=ref,
+                    attempts=attempts,
+                    retry=sub.id in retries,
+                )
+            )
+        return jobs
 
     def _skip(
         self,
@@ -469,6 +656,7 @@ class Sender:
                     j.ref,
                     address_hash(j.email),
                     j.retry,
+                    j.newsletter,
                 )
                 for j in chunk
             ],
@@ -570,8 +758,9 @@ class Sender:
         at = result.get("sent_at") or now
         retry_at = result.get("retry_at")
         job.records[job.step.key] = Record(status, at, retry_at)  # type: ignore[arg-type]
-        if job.subscriber_id in self._bounced:
-            return
+        if job.subscriber_id in self._bounced or job.enrollment_id is None:
+            return  # a newsletter has no next step
+        assert job.started_at is not None
         plan = plan_next(
             job.campaign,
             job.records,

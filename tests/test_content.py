@@ -622,7 +622,8 @@ def test_shipped_series_passes_drip_check_with_every_gate_on(shipped):
     assert result.exit_code == 0, result.output
     assert "ok: campaigns.toml: 2 campaigns, 7 steps" in result.output
     grades = re.findall(r"^\s+(\S+)/(\S+): grade\s+([\d.]+),\s+(\d+) words", result.output, re.M)
-    assert len(grades) == 7
+    assert len(grades) == 8  # the 7 steps and the example newsletter
+    assert ("newsletter", "2026-12-travel") in [(c, s) for c, s, _, _ in grades]
     for _campaign, _step, grade, words in grades:
         assert float(grade) <= 8.0
         assert 100 <= int(words) <= 700

@@ -118,6 +118,9 @@ def create_app(
 
     app.register_blueprint(bp)
     app.register_blueprint(hooks_bp)  # POST /hooks/bounces/<provider> (drip/web/hooks.py)
+    from .archive import bp as archive_bp
+
+    app.register_blueprint(archive_bp)  # GET /newsletters, off unless newsletter_archive = true
     if demo is not None:
         from .catcher import bp as catcher_bp
 

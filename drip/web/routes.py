@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from .. import audit
+from .. import audit, newsletters
 from ..models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
 from ..tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, TokenError
 from . import flows, jobs, mailer
@@ -39,6 +39,8 @@ DONE = {
     "resumed": "Your emails are back on.",
     "left": "You will get no more emails from that series.",
     "joined": "That series will go on where you left off.",
+    "news_off": "You will get no more newsletters. Your series go on.",
+    "news_on": "Newsletters are back on.",
 }
 
 
@@ -339,7 +341,9 @@ def preferences(token: str) -> Page:
                 advice=advice_for(config, read_topics(request.form, config).symptoms),
             )
         action = read_choice(
-            request.form, "action", ("answers", "pause", "resume", "leave", "join", "stop")
+            request.form,
+            "action",
+            ("answers", "pause", "resume", "leave", "join", "stop", "news_off", "news_on"),
         )
         now = svc.now()
         done = action or ""
@@ -383,6 +387,8 @@ def preferences(token: str) -> Page:
                 else flows.rejoin_campaign(session, config, sub, key, now)
             )
             done = ("left" if action == "leave" else "joined") if changed else ""
+        elif action in ("news_off", "news_on"):  # newsletters only; the series go on
+            newsletters.set_opt_out(session, sub, action == "news_off", now)
         elif action == "stop":
             flows.unsubscribe(session, config, sub.public_id, now, "preferences")
             session.commit()
@@ -419,6 +425,7 @@ def preferences_page(
             common_zones=[(z, label(z)) for z in COMMON],
             all_zones=[(z, label(z)) for z in all_zones() if z not in COMMON],
             campaigns=flows.campaign_states(session, config, sub),
+            newsletters=bool(config.newsletters),
             paused=paused,
             weeks=PAUSE_WEEKS,
             done=DONE.get(done, ""),

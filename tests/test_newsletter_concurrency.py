@@ -1,0 +1,104 @@
+"""A newsletter goes exactly once, proven with real `drip send` processes racing and dying.
+
+Same shape as test_concurrency.py, for the newsletter half of the pipeline: the
+subscribers are in no series, so every email in the sink is the newsletter.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from conftest import summary
+from newsletter_helpers import add_newsletter, no_series
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from drip import db, subscribers
+from drip.config import load_config
+from drip.models import Delivery
+from drip.sender import IN_FLIGHT_PER_CONNECTION
+
+NOW = "2026-06-02T15:00:00Z"  # Tuesday 10:00 in Chicago: the newsletter's send_at
+START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.slow
+
+
+def seed(project, count: int) -> list[str]:
+    """`count` confirmed subscribers (in no series) and a newsletter due at NOW."""
+    no_series(project)
+    add_newsletter(project)
+    config = load_config(project.config)
+    engine = db.make_engine(project.database_url)
+    db.ensure_schema(engine)
+    addresses = [f"n{i:04d}@example.org" for i in range(count)]
+    with Session(engine) as session:
+        for address in addresses:
+            subscribers.create(
+                session, config, email=address, symptoms=["night_cramps"], now=START, confirmed=True
+            )
+        session.commit()
+    engine.dispose()
+    return addresses
+
+
+def statuses(project) -> Counter[str]:
+    engine = db.make_engine(project.database_url)
+    with Session(engine) as session:
+        found = Counter(
+            session.scalars(
+                select(Delivery.status).where(Delivery.campaign_key == "newsletter:2026-06-news")
+            )
+        )
+    engine.dispose()
+    return found
+
+
+def test_two_overlapping_sends_deliver_the_newsletter_once_each(any_project, sink):
+    addresses = seed(any_project, 200)
+    sink.handler.delay = 0.005
+    first = any_project.popen("send", "--now", NOW)
+    sink.handler.wait_for(1, timeout=60)  # the first run holds the lock and is sending
+    second = any_project.popen("send", "--now", NOW, "--wait", "120")
+    third = any_project.popen("send", "--now", NOW)  # no --wait: leaves at once
+    outputs = [p.communicate(timeout=120)[0] for p in (first, second, third)]
+    assert [p.returncode for p in (first, second, third)] == [0, 0, 0], outputs
+    per_recipient = Counter(m.recipient for m in sink.received)
+    assert set(per_recipient) == set(addresses)
+    assert max(per_recipient.values()) == 1
+    assert summary(outputs[0])["sent"] == 200 and summary(outputs[1])["sent"] == 0
+    # the third found the lock held and left, or came after and found nothing due
+    assert "another `drip send`" in outputs[2] or summary(outputs[2])["sent"] == 0
+    assert statuses(any_project) == {"sent": 200}
+
+
+def test_kill_9_mid_newsletter_then_rerun_never_twice(any_project, sink):
+    connections = 4
+    addresses = seed(any_project, 200)
+    sink.handler.delay = 0.05  # a slow relay: the kill lands with messages in flight
+    any_project.env["DRIP_SMTP_URL"] = sink.url + f"&connections={connections}"
+    proc = any_project.popen("send", "--now", NOW)
+    sink.handler.wait_for(30, timeout=60)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(0.3)  # let the server finish the transactions it was in
+    assert 30 <= len(sink.received) < 200
+
+    sink.handler.delay = 0
+    rerun = any_project.run("send", "--now", NOW)
+    assert rerun.returncode == 0, rerun.stderr
+    per_recipient = Counter(m.recipient for m in sink.received)
+    assert max(per_recipient.values()) == 1, "a newsletter was sent twice"
+    found = statuses(any_project)
+    assert 0 < found["in_doubt"] <= IN_FLIGHT_PER_CONNECTION * connections
+    assert found["sent"] + found["in_doubt"] == 200
+    assert len(set(addresses) - set(per_recipient)) <= found["in_doubt"]
+    assert summary(rerun.stdout)["in_doubt_new"] == found["in_doubt"]
+    # later runs never resend an in-doubt copy; the operator decides
+    again = any_project.run("send", "--now", "2026-06-03T15:00:00Z")
+    assert summary(again.stdout)["sent"] == 0
+    assert len(sink.received) == sum(per_recipient.values())
