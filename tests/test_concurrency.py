@@ -166,3 +166,41 @@ def test_the_unique_key_refuses_a_second_row_for_the_same_step(any_project):
         with pytest.raises(IntegrityError):
             session.commit()
     engine.dispose()
+
+
+def test_four_postgresql_workers_share_the_work_and_survive_a_kill(any_project, sink):
+    """Several senders on one PostgreSQL database (one machine here, many in use):
+    each email once, in order, and a worker killed mid-run costs at most its own
+    in-flight bound, in doubt, never a duplicate."""
+    if any_project.database_url.startswith("sqlite"):
+        pytest.skip("several senders at once is the PostgreSQL model (SQLite: one sender)")
+    addresses = seed(any_project, 300)
+    sink.handler.delay = 0.02
+    any_project.env["DRIP_SMTP_URL"] = sink.url + "&connections=4"
+    workers = [any_project.popen("send", "--now", NOW) for _ in range(4)]
+    sink.handler.wait_for(60, timeout=60)
+    workers[0].send_signal(signal.SIGKILL)
+    outputs = [w.communicate(timeout=120) for w in workers[1:]]
+    assert all(w.returncode == 0 for w in workers[1:]), outputs
+    assert sum(summary(out)["sent"] for out, _ in outputs) > 0  # the others did send
+    sink.handler.delay = 0
+    rerun = any_project.run("send", "--now", NOW)
+    assert rerun.returncode == 0, rerun.stderr
+    per_recipient = Counter(m.recipient for m in sink.received)
+    assert max(per_recipient.values()) == 1, "an email was sent twice"
+    found = statuses(any_project)
+    assert found["in_doubt"] <= IN_FLIGHT_PER_CONNECTION * 4  # the killed worker's bound
+    assert found["sent"] + found["in_doubt"] == 300
+    assert len(set(addresses) - set(per_recipient)) <= found["in_doubt"]
+    # the next step, three days on, again with four workers: each once, after the first
+    later = "2026-06-04T15:00:00Z"
+    second = [any_project.popen("send", "--now", later) for _ in range(4)]
+    assert all(w.wait(timeout=120) == 0 for w in second)
+    subjects: dict[str, list[str]] = {}
+    for message in sink.received:
+        subjects.setdefault(message.recipient, []).append(message.subject)
+    for address, got in subjects.items():
+        assert len(got) == len(set(got)), f"{address} got an email twice: {got}"
+        if len(got) == 2:
+            assert got[0].startswith("Welcome"), got  # in order
+    assert sum(len(got) == 2 for got in subjects.values()) >= 300 - found["in_doubt"]
