@@ -182,7 +182,7 @@ def signup_page(form: SignupForm | None, status: int = 200, notice: str = "") ->
 
 @bp.route("/subscribe", methods=["GET", "POST"])
 def subscribe() -> Page:
-    if request.method == "GET":
+    if request.method != "POST":
         return signup_page(None)
     svc = services()
     config = svc.config
@@ -288,7 +288,7 @@ def confirm(token: str) -> Page:
     assert public_id is not None
     svc = services()
     with Session(svc.engine, expire_on_commit=False) as session:
-        if request.method == "GET":
+        if request.method != "POST":
             sub = flows.by_public_id(session, public_id)
             state = "pending" if sub is not None and sub.status == PENDING else None
             if sub is not None and sub.status == ACTIVE:
@@ -335,7 +335,7 @@ def unsubscribe(token: str) -> Page:
     assert public_id is not None
     svc = services()
     with Session(svc.engine, expire_on_commit=False) as session:
-        if request.method == "GET":
+        if request.method != "POST":
             sub = flows.by_public_id(session, public_id)
             if sub is None or sub.status == UNSUBSCRIBED or sub.withdrawn_at:
                 return render_template("unsubscribed.html")
@@ -366,7 +366,7 @@ def preferences(token: str) -> Page:
                 410,
                 signup_link=True,
             )
-        if request.method == "GET" or sub.status != ACTIVE:
+        if request.method != "POST" or sub.status != ACTIVE:
             return preferences_page(session, sub, token, done=request.args.get("done", ""))
         if not csrf_ok():
             return preferences_page(
