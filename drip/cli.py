@@ -51,7 +51,7 @@ class App:
     @cached_property
     def tokens(self) -> Tokens:
         try:
-            return Tokens(self.settings.require_secret())
+            return Tokens(self.settings.require_secret(), self.settings.old_secret_keys)
         except SettingsError as exc:
             fail(str(exc))
 

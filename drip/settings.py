@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -17,7 +18,19 @@ class Settings:
     database_url: str
     smtp_url: str | None
     outbox_dir: Path | None
-    secret_key: str | None
+    secret_key: str | None = field(repr=False)
+    # keys that signed links in emails already sent; they still verify, never sign
+    old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
+
+    def __repr__(self) -> str:
+        """Secrets masked: settings end up in logs and tracebacks."""
+        return (
+            f"Settings(config_path={str(self.config_path)!r}, "
+            f"database_url={mask_url(self.database_url)!r}, "
+            f"smtp_url={mask_url(self.smtp_url)!r}, outbox_dir={self.outbox_dir!r}, "
+            f"secret_key={'***' if self.secret_key else None}, "
+            f"old_secret_keys=<{len(self.old_secret_keys)} masked>)"
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -31,6 +44,7 @@ class Settings:
             smtp_url=env.get("DRIP_SMTP_URL") or None,
             outbox_dir=Path(outbox).resolve() if outbox else None,
             secret_key=env.get("DRIP_SECRET_KEY") or None,
+            old_secret_keys=tuple(env.get("DRIP_OLD_SECRET_KEYS", "").replace(",", " ").split()),
         )
 
     def require_secret(self) -> str:
@@ -44,3 +58,10 @@ class Settings:
         if len(self.secret_key) < 16:
             raise SettingsError("DRIP_SECRET_KEY is too short: use at least 16 characters")
         return self.secret_key
+
+
+def mask_url(url: str | None) -> str | None:
+    """The URL with any password replaced by ***: smtp://user:***@host:587."""
+    if url is None:
+        return None
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.I)

@@ -15,7 +15,7 @@ import contextlib
 import smtplib
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlparse
@@ -61,9 +61,9 @@ class SMTPSettings:
     implicit_tls: bool
     starttls: str  # "auto" (if offered), "required", "off"
     username: str | None
-    password: str | None
-    timeout: float
-    verify: bool
+    password: str | None = field(repr=False)  # never in logs or tracebacks
+    timeout: float = 30.0
+    verify: bool = True
 
     @classmethod
     def from_url(cls, url: str) -> SMTPSettings:

@@ -69,6 +69,7 @@ def build_services(
         transport_factory=factory,
         clock=clock,
         options=options or WebOptions.from_env(),
+        old_secrets=settings.old_secret_keys,
     )
 
 

@@ -23,14 +23,16 @@ def utc_now() -> datetime:
 class Services:
     config: Config
     engine: Engine
-    secret: str
+    secret: str = field(repr=False)
     transport_factory: Callable[[], Transport]
     clock: Callable[[], datetime] = utc_now
     options: WebOptions = field(default_factory=WebOptions)
     actor: str = "web"
+    # keys that signed links already sent (DRIP_OLD_SECRET_KEYS): verify only
+    old_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        self.tokens = Tokens(self.secret)
+        self.tokens = Tokens(self.secret, self.old_secrets, clock=self.clock)
         self.renderer = Renderer(self.config.templates_dir)
 
     def now(self) -> datetime:
