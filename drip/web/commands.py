@@ -75,6 +75,7 @@ def _serve(services: Services, host: str, port: int, threads: int, scheduler: bo
     setup_logging()
     server = make_server(create_app(services=services), host, port, threads)
     sched = start_scheduler(services) if scheduler else None
+    services.worker.start()  # queued emails leave from here, never from a request
     click.echo(
         f"drip: serving {services.config.clinic.name} on "
         f"http://{host}:{server.effective_port}/subscribe"
@@ -87,6 +88,7 @@ def _serve(services: Services, host: str, port: int, threads: int, scheduler: bo
     finally:
         if sched is not None:
             sched.shutdown(wait=True)
+        services.worker.stop()
         server.close()
 
 
@@ -150,10 +152,7 @@ def purge_pending(app: Any, now_text: str | None, days: int) -> None:
     with Session(app.engine) as session:
         deleted, reverted = flows.purge_pending(session, now, timedelta(days=days))
         session.commit()
-    click.echo(
-        f"purged {deleted} unconfirmed signup(s); {reverted} expired re-signup(s) "
-        "back to unsubscribed"
-    )
+    click.echo(f"purged {deleted} unconfirmed signup(s); {reverted} expired re-signup(s) discarded")
 
 
 @click.command()

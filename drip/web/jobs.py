@@ -64,5 +64,5 @@ def purge(services: Services) -> tuple[int, int]:
         counts = flows.purge_pending(session, services.now(), services.options.pending_ttl)
         session.commit()
     if any(counts):
-        log.info("purged %d unconfirmed signups, %d expired re-signups", *counts)
+        log.info("purged %d unconfirmed signups, discarded %d expired re-signups", *counts)
     return counts

@@ -32,7 +32,11 @@ class Services:
     old_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
+        from .worker import MailWorker  # imports jobs, which imports this module
+
         self.tokens = Tokens(self.secret, self.old_secrets, clock=self.clock)
+        # started by `drip serve`/`drip run`; tests drive it with run_once()
+        self.worker = MailWorker(self, self.options.mail_poll_seconds)
         self.renderer = Renderer(self.config.templates_dir)
 
     def now(self) -> datetime:
