@@ -215,6 +215,8 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
         )
     except (TransportUnavailable, ValueError) as exc:
         fail(str(exc))
+    if not dry_run:
+        send_queued_mail(app, now)
     try:
         with SendLock(app.engine, wait=wait):
             sender = Sender(
@@ -236,6 +238,27 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     click.echo(f"drip send: {summary.line(dry_run)}")
     if summary.stopped and not summary.stopped.startswith("--limit"):
         sys.exit(2)
+
+
+def send_queued_mail(app: App, now: datetime | None) -> None:
+    """The web pages' queued emails (confirmations first: a person is waiting).
+
+    Separate from the Sender: its own transport and claims (drip/mailqueue.py),
+    no send lock needed, so a `drip serve` worker and cron can both drain it.
+    """
+    from .mailqueue import LimitsError, MailLimits, deliver_queued
+
+    try:
+        limits = MailLimits.from_env()
+        transport = transport_from_settings(app.settings.smtp_url, app.settings.outbox_dir)
+    except (LimitsError, TransportUnavailable, ValueError) as exc:
+        fail(str(exc))
+    try:
+        counts = deliver_queued(app.engine, transport, clock_for(now), limits=limits)
+    finally:
+        transport.close()
+    if counts.sent or counts.failed or counts.waiting or counts.in_doubt_new or counts.stopped:
+        click.echo(f"drip send: queued emails: {counts.line()}")
 
 
 # -- subscribers ---------------------------------------------------------------------

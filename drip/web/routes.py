@@ -232,18 +232,19 @@ def _store_and_mail(svc: Services, form: SignupForm) -> None:
             try:
                 signup = flows.start_signup(session, config, form, consent, now)
                 sub = signup.sub
-                if sub is not None and signup.mail:
-                    if flows.claim_mail_slot(session, sub, now, svc.options.confirm_interval):
-                        step = (
-                            mailer.CONFIRM_STEP
-                            if signup.mail == flows.CONFIRM_MAIL
-                            else mailer.ALREADY_STEP
-                        )
-                        queued = mailer.queue(svc, session, sub, step, signup.change)
-                    else:
-                        log.info(
-                            "confirmation email already sent recently to subscriber %s", sub.id
-                        )
+                if (
+                    sub is not None
+                    and signup.mail
+                    and flows.claim_mail_slot(session, sub, now, svc.options.confirm_interval)
+                ):
+                    step = (
+                        mailer.CONFIRM_STEP
+                        if signup.mail == flows.CONFIRM_MAIL
+                        else mailer.ALREADY_STEP
+                    )
+                    queued = mailer.queue(svc, session, sub, step, signup.change)
+                else:  # suppressed, refused, or emailed in the last minutes: no email
+                    mailer.rehearse(svc, session, form.clean_email)
                 session.commit()
             except IntegrityError:
                 session.rollback()
