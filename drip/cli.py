@@ -7,12 +7,14 @@ import sys
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, db, enrollment, subscribers
+from . import audit, db, dberrors, enrollment, subscribers
 from .checks import check_config, preview_links
 from .config import Config, ConfigError, load_config
 from .locking import LockBusy, SendLock
@@ -56,7 +58,7 @@ class App:
             fail(str(exc))
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
     sys.exit(code)
 
@@ -78,7 +80,20 @@ def clock_for(now: datetime | None):  # type: ignore[no-untyped-def]
     return (lambda: now) if now is not None else (lambda: datetime.now(UTC))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class DripGroup(click.Group):
+    """Runs a command; database and file-system troubles end in one line, exit 3."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            url = ctx.obj.settings.database_url if isinstance(ctx.obj, App) else ""
+            fail(dberrors.describe(exc, url), dberrors.EXIT_DATABASE)
+        except OSError as exc:
+            fail(dberrors.describe_os_error(exc), dberrors.EXIT_DATABASE)
+
+
+@click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="drip")
 @click.pass_context
 def main(ctx: click.Context) -> None:

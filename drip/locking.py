@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from .db import sqlite_path
 
@@ -70,8 +71,12 @@ class SendLock:
             os.close(self._fd)
             self._fd = None
         if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
-            self._conn.close()
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+                self._conn.close()
+            except SQLAlchemyError:
+                # the connection dropped (server restart): the server freed the lock then
+                self._conn.invalidate()
             self._conn = None
 
 

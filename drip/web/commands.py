@@ -11,11 +11,13 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from .. import dberrors
 from ..checks import check_config
 from ..config import ConfigError
 from ..settings import SettingsError
@@ -24,9 +26,9 @@ from .options import OptionsError, WebOptions
 from .services import Services
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def load_services(app: Any, proxy: int | None = None, check: bool = True) -> Services:
@@ -40,6 +42,8 @@ def load_services(app: Any, proxy: int | None = None, check: bool = True) -> Ser
         services = build_services(app.settings, options)
     except (ConfigError, SettingsError, OptionsError, RuntimeError) as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(dberrors.describe(exc, app.settings.database_url), dberrors.EXIT_DATABASE)
     if check:
         report = check_config(services.config)
         if report.problems:
