@@ -7,14 +7,14 @@ import sys
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, db, dberrors, enrollment, subscribers
+from . import audit, db, dberrors, enrollment, rights, subscribers
 from .checks import check_config, preview_links
 from .config import Config, ConfigError, load_config
 from .locking import LockBusy, SendLock
@@ -256,7 +256,8 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
 
 
 def send_queued_mail(app: App, now: datetime | None) -> None:
-    """The web pages' queued emails (confirmations first: a person is waiting).
+    """The web pages' queued emails (confirmations first: a person is waiting), then
+    the retention purge.
 
     Separate from the Sender: its own transport and claims (drip/mailqueue.py),
     no send lock needed, so a `drip serve` worker and cron can both drain it.
@@ -274,6 +275,13 @@ def send_queued_mail(app: App, now: datetime | None) -> None:
         transport.close()
     if counts.sent or counts.failed or counts.waiting or counts.in_doubt_new or counts.stopped:
         click.echo(f"drip send: queued emails: {counts.line()}")
+    # [privacy] keep_after_unsubscribe: answers and names of people who left
+    with Session(app.engine) as session:
+        moment = now or datetime.now(UTC)
+        retired = rights.purge_expired(session, app.config, moment, "drip send")
+        session.commit()
+    if retired:
+        click.echo(f"drip send: purged the answers and names of {retired} people who left")
 
 
 # -- subscribers ---------------------------------------------------------------------
@@ -339,10 +347,14 @@ def subscribers_list(app: App, status: str | None) -> None:
         query = select(Subscriber).order_by(Subscriber.id)
         if status:
             query = query.where(Subscriber.status == status)
+        shown = 0
         for sub in session.scalars(query):
+            shown += 1
             click.echo(
                 f"{sub.email}\t{sub.status}\t{sub.timezone}\t{','.join(sorted(sub.symptom_keys))}"
             )
+        audit.record(session, datetime.now(UTC), "cli", "subscribers.listed", None, count=shown)
+        session.commit()
 
 
 @subscribers_group.command("show")
@@ -391,6 +403,115 @@ def subscribers_show(app: App, email: str) -> None:
             )
         audit.record(session, datetime.now(UTC), "cli", "subscriber.viewed", sub.id)
         session.commit()
+
+
+@subscribers_group.command("export")
+@click.argument("email", required=False)
+@click.option("--all", "everyone", is_flag=True, help="Every subscriber, one row each.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv", "jsonl"]),
+    help="json for one person (default); csv (default) or jsonl with --all.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of standard output.",
+)
+@click.pass_obj
+def subscribers_export(
+    app: App, email: str | None, everyone: bool, fmt: str | None, output: Path | None
+) -> None:
+    """Everything drip holds about one person as JSON (a data access request), or
+    every subscriber as CSV or JSON lines (--all). Audited."""
+    if bool(email) == everyone:
+        fail("give one EMAIL, or --all (not both)")
+    now = datetime.now(UTC)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        with Session(app.engine) as session:
+            if email:
+                if fmt not in (None, "json"):
+                    fail("one person's data is exported as JSON (--format json)")
+                try:
+                    data = rights.export_one(session, app.config, email, now, "cli")
+                except rights.NotFound:
+                    fail(f"no subscriber {email}")
+                except subscribers.InvalidSubscriber as exc:
+                    fail(str(exc))
+                session.commit()
+                out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            else:
+                if fmt == "json":
+                    fail("--all writes csv or jsonl")
+                write_rows(out, rights.export_rows(session, now, "cli"), fmt or "csv")
+    finally:
+        if output:
+            out.close()
+    if output:
+        click.echo(f"wrote {output}", err=True)
+
+
+def write_rows(out: Any, rows: Any, fmt: str) -> None:
+    import csv
+
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=rights.EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+@subscribers_group.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask (scripts); required when not on a terminal.")
+@click.pass_obj
+def subscribers_erase(app: App, email: str, yes: bool) -> None:
+    """Delete everything about one person (a right-to-erasure request)."""
+    with Session(app.engine) as session:
+        try:
+            if subscribers.find(session, email) is None:
+                fail(f"no subscriber {email}")
+        except subscribers.InvalidSubscriber as exc:
+            fail(str(exc))
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("erasing cannot be undone: add --yes to confirm when not on a terminal")
+            click.confirm(
+                f"Erase {email} and everything drip holds about them? This cannot be undone",
+                abort=True,
+            )
+        done = rights.erase(session, email, datetime.now(UTC), "cli")
+        session.commit()
+    kept = (
+        "; their address stays on the suppression list as a hash, since they had asked "
+        "for no more email"
+        if done.suppressed
+        else ""
+    )
+    click.echo(f"erased {email}{kept}")
+
+
+@subscribers_group.command("unsubscribe")
+@click.argument("email")
+@click.option("--now", "now_text", metavar="ISO-8601", help="Simulate the clock.")
+@click.pass_obj
+def subscribers_unsubscribe(app: App, email: str, now_text: str | None) -> None:
+    """Unsubscribe someone who asked by phone or letter."""
+    now = parse_now(now_text) or datetime.now(UTC)
+    with Session(app.engine) as session:
+        try:
+            result = rights.unsubscribe(session, app.config, email, now, "cli", "request")
+        except rights.NotFound:
+            fail(f"no subscriber {email}")
+        except subscribers.InvalidSubscriber as exc:
+            fail(str(exc))
+        session.commit()
+    click.echo(f"{email}: " + ("unsubscribed" if result == "done" else "already unsubscribed"))
 
 
 # -- deliveries, stats, db -----------------------------------------------------------
@@ -445,12 +566,16 @@ def deliveries(
         )
         if in_doubt:
             query = query.where(Delivery.status == IN_DOUBT)
+        shown = 0
         for d, email in session.execute(query.limit(limit)):
+            shown += 1
             click.echo(
                 f"{d.ref}  {d.status:9} {d.campaign_key}/{d.step_key}  {email}  "
                 f"{(d.sent_at or d.updated_at):%Y-%m-%d %H:%M}"
                 + (f"  {d.error}" if d.error else "")
             )
+        audit.record(session, now, "cli", "deliveries.listed", None, count=shown)
+        session.commit()
 
 
 @main.command()

@@ -136,6 +136,12 @@ class Campaign:
 
 
 @dataclass(frozen=True)
+class Privacy:
+    # answers and names of people who unsubscribed are purged this long after
+    keep_after_unsubscribe: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True)
 class Quality:
     max_grade: float = 8.0
     banned_subject_words: tuple[str, ...] = DEFAULT_BANNED_SUBJECT_WORDS
@@ -150,6 +156,7 @@ class Config:
     red_flags: dict[str, RedFlag]
     campaigns: tuple[Campaign, ...]
     quality: Quality = field(default_factory=Quality)
+    privacy: Privacy = field(default_factory=Privacy)
 
     @property
     def templates_dir(self) -> Path:
@@ -471,7 +478,7 @@ def too_deep(text: str) -> int | None:
     return None
 
 
-TOP_LEVEL = ("clinic", "symptoms", "red_flags", "campaign", "quality")
+TOP_LEVEL = ("clinic", "symptoms", "red_flags", "campaign", "quality", "privacy")
 CLINIC_FIELDS = (
     "name",
     "postal_address",
@@ -499,9 +506,19 @@ def _build(path: Path, text: str, data: dict[str, Any]) -> Config:
     templates_dir = path.parent / "templates" / "emails"
     campaigns = _campaigns(c, data, symptoms, clinic.send_window, templates_dir)
     quality = _quality(c, c.table(data.get("quality", {}), "quality"))
+    privacy_data = c.table(data.get("privacy", {}), "privacy")
+    c.unknown_keys(privacy_data, "privacy", ("keep_after_unsubscribe",))
+    privacy = Privacy(
+        c.duration(
+            privacy_data,
+            "keep_after_unsubscribe",
+            "privacy",
+            default=Privacy.keep_after_unsubscribe,
+        )
+    )
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(path, clinic, symptoms, red_flags, campaigns, quality)
+    return Config(path, clinic, symptoms, red_flags, campaigns, quality, privacy)
 
 
 def _clinic(c: _Checker, data: dict[str, Any], present: bool) -> Clinic:

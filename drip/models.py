@@ -223,7 +223,8 @@ class Suppression(Base):
 
 
 class AuditEntry(Base):
-    """Append-only: who did what, when. Never updated or deleted by drip."""
+    """Append-only: who did what, when. Never updated by drip; deleted only when the
+    person it is about is erased (rights.erase), leaving a tombstone without them."""
 
     __tablename__ = "audit_log"
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import audit, enrollment, subscribers
+from .. import audit, enrollment, rights, subscribers
 from ..config import Campaign, Config
 from ..enrollment import OPTED_OUT
 from ..models import (
@@ -93,7 +93,7 @@ def start_signup(
     """
     assert form.ok
     sub = subscribers.find(session, form.clean_email)
-    if subscribers.is_suppressed(session, form.clean_email):
+    if not rights.signup_allowed(session, form.clean_email):
         audit.record(session, now, "web", "signup.refused", sub.id if sub else None)
         return Signup(sub, NO_MAIL)
     if sub is None:
@@ -237,6 +237,7 @@ def confirm(
     if sub.status != PENDING:
         return "invalid", sub
     sub.status = ACTIVE
+    rights.lift_on_new_consent(session, sub.email)  # erased once, back by their own choice
     sub.confirmed_at, sub.confirm_ip = now, ip[:64]
     sub.unsubscribed_at = sub.withdrawn_at = sub.paused_until = None
     audit.record(session, now, "web", "subscriber.confirmed", sub.id)
