@@ -405,6 +405,68 @@ def subscribers_show(app: App, email: str) -> None:
         session.commit()
 
 
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--consent", help="Consent basis for rows without a consent column value.")
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Active at once (consent on record); else pending, sent a confirmation email.",
+)
+@click.option("--dry-run", is_flag=True, help="Check the file and count; change nothing.")
+@click.option("--now", "now_text", metavar="ISO-8601", help="Simulate the clock.")
+@click.pass_obj
+def subscribers_import(
+    app: App, file: Path, consent: str | None, confirmed: bool, dry_run: bool, now_text: str | None
+) -> None:
+    """Import a list from CSV: email, first_name, timezone, symptoms (a;b), consent."""
+    from .importer import ImportProblem, import_csv
+
+    now = parse_now(now_text) or datetime.now(UTC)
+    config, engine = app.config, app.engine
+    size = file.stat().st_size if file.is_file() else 0
+    bar = None
+    if sys.stdout.isatty() and size:
+        # rows are not known before reading: count the lines first (a quick pass)
+        bar = click.progressbar(length=max(_count_lines(file) - 1, 1), label="importing")
+    done = 0
+
+    def progress(rows: int) -> None:
+        nonlocal done
+        if bar is not None:
+            bar.update(rows - done)
+        done = rows
+
+    try:
+        if bar is not None:
+            bar.__enter__()
+        report = import_csv(
+            engine,
+            config,
+            file,
+            now=now,
+            consent=consent,
+            confirmed=confirmed,
+            dry_run=dry_run,
+            progress=progress,
+        )
+    except ImportProblem as exc:
+        fail(str(exc))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for bad in report.bad:
+        click.echo(f"{file}:{bad.line}: {bad.reason}", err=True)
+    click.echo(f"drip import: {report.line(dry_run)}")
+    if report.bad:
+        sys.exit(1)  # the good rows are in; the bad ones are listed above
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
 @subscribers_group.command("export")
 @click.argument("email", required=False)
 @click.option("--all", "everyone", is_flag=True, help="Every subscriber, one row each.")

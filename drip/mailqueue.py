@@ -151,9 +151,14 @@ def deliver_queued(
     limits: MailLimits | None = None,
     max_messages: int | None = None,
     actor: str = "drip send",
+    render: Render | None = None,
 ) -> QueueCounts:
     """Send every queued email that is due, within the hourly cap. Never closes
-    `transport` (the caller owns it)."""
+    `transport` (the caller owns it).
+
+    Rows queued without their bytes (an import's confirmations) are built by
+    `render` just before they are claimed; without `render` they wait for a
+    process that has one (`drip serve` / `drip run`)."""
     limits = limits or MailLimits()
     counts = QueueCounts()
     rejections = 0
@@ -165,14 +170,19 @@ def deliver_queued(
             if _sent_last_hour(session, now) >= limits.per_hour:
                 counts.capped = True
                 break
-            row_id = session.scalar(
-                select(QueuedMail.id)
-                .where(QueuedMail.status == QUEUED, QueuedMail.next_attempt_at <= now)
-                .order_by(QueuedMail.priority, QueuedMail.id)
-                .limit(1)
+            query = select(QueuedMail.id, QueuedMail.data.is_(None)).where(
+                QueuedMail.status == QUEUED, QueuedMail.next_attempt_at <= now
             )
-            if row_id is None:
+            if render is None:
+                query = query.where(QueuedMail.data.is_not(None))
+            found = session.execute(
+                query.order_by(QueuedMail.priority, QueuedMail.id).limit(1)
+            ).first()
+            if found is None:
                 break
+            row_id, unbuilt = found
+            if unbuilt and render is not None and not _build(session, row_id, render, now):
+                continue
             claimed = session.execute(
                 update(QueuedMail)
                 .where(QueuedMail.id == row_id, QueuedMail.status == QUEUED)
@@ -223,6 +233,24 @@ def deliver_queued(
             or 0
         )
     return counts
+
+
+Render = Callable[[Session, QueuedMail], Envelope | None]
+
+
+def _build(session: Session, row_id: int, render: Render, now: datetime) -> bool:
+    """Store the bytes of a row queued without them; False if it is no longer needed."""
+    row = session.get(QueuedMail, row_id)
+    if row is None or row.data is not None or row.status != QUEUED:
+        return row is not None and row.status == QUEUED
+    envelope = render(session, row)
+    if envelope is None:  # e.g. the person confirmed, left or was erased meanwhile
+        row.status, row.error = FAILED, "no longer needed"
+        session.commit()
+        return False
+    row.sender, row.recipient, row.data = envelope.sender, envelope.recipient, envelope.data
+    session.commit()
+    return True
 
 
 def _sent_last_hour(session: Session, now: datetime) -> int:

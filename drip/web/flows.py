@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from .. import audit, enrollment, rights, subscribers
 from ..config import Campaign, Config
 from ..enrollment import OPTED_OUT
+from ..mailqueue import QUEUED
 from ..models import (
     ACTIVE,
     ENROLLED,
@@ -24,6 +25,7 @@ from ..models import (
     UNSUBSCRIBED,
     Enrollment,
     PendingChange,
+    QueuedMail,
     Subscriber,
     Symptom,
 )
@@ -347,6 +349,14 @@ def purge_pending(session: Session, now: datetime, ttl: timedelta) -> tuple[int,
                 Subscriber.status == PENDING,
                 or_(Subscriber.consent_at.is_(None), Subscriber.consent_at <= cutoff),
                 Subscriber.created_at <= cutoff,
+                # the week counts from the confirmation email, which for a big import
+                # may wait in the queue (hourly cap) for longer than that
+                Subscriber.id.not_in(
+                    select(QueuedMail.subscriber_id).where(
+                        QueuedMail.subscriber_id.is_not(None),
+                        or_(QueuedMail.status == QUEUED, QueuedMail.sent_at > cutoff),
+                    )
+                ),
             )
         )
     )

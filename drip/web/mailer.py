@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from .. import audit, mailqueue
 from ..config import Step
 from ..message import Envelope, compose
-from ..models import Subscriber
+from ..models import PENDING, QueuedMail, Subscriber
 from ..render import RenderedEmail, TemplateProblem, subscriber_context
 from ..tokens import CONFIRM, links
 from .services import Services
@@ -181,3 +181,16 @@ def rehearse(services: Services, session: Session, address: str) -> None:
     mailqueue.mailbox_allows(session, address, services.now(), services.options.mail_limits)
     stand_in = Subscriber(public_id=secrets.token_hex(16), email=address, id=0)
     build(services, stand_in, CONFIRM_STEP)
+
+
+def render_queued(services: Services) -> mailqueue.Render:
+    """Builds queued rows that came without their bytes (an import's confirmations)."""
+
+    def build_row(session: Session, row: QueuedMail) -> Envelope | None:
+        sub = session.get(Subscriber, row.subscriber_id) if row.subscriber_id else None
+        if sub is None or row.kind != CONFIRM_STEP.key or sub.status != PENDING:
+            return None
+        sub.last_confirmation_sent_at = services.now()
+        return build(services, sub, CONFIRM_STEP)
+
+    return build_row

@@ -20,7 +20,7 @@ import threading
 
 from .. import mailqueue
 from ..transport import DeliveryError
-from . import jobs
+from . import jobs, mailer
 from .services import Services
 
 log = logging.getLogger("drip.web")
@@ -71,6 +71,7 @@ class MailWorker:
                 svc.clock,
                 limits=svc.options.mail_limits,
                 actor=svc.actor,
+                render=mailer.render_queued(svc),
             )
         except Exception:
             log.exception("sending queued emails failed; the next poll retries")
