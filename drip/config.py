@@ -436,8 +436,8 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        raise ConfigError([Problem(str(path), line, "", f"is not valid TOML: {exc}")]) from None
+        at = int(match.group(1)) if match else None
+        raise ConfigError([Problem(str(path), at, "", f"is not valid TOML: {exc}")]) from None
     return _build(path, text, data)
 
 

@@ -21,7 +21,7 @@ EXIT_DATABASE = 3
 AGAIN = "nothing half-done was kept; run the command again once that is fixed"
 
 # (words in the driver's message, what to tell the operator); first match wins
-_SQLITE = (
+_SQLITE: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("database is locked", "database table is locked"),
         "is locked: another program held it "
@@ -40,7 +40,7 @@ _SQLITE = (
     ),
     (("file is not a database", "malformed"), "is damaged or not a SQLite database"),
 )
-_POSTGRES = (
+_POSTGRES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         (
             "terminating connection",

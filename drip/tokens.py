@@ -52,10 +52,11 @@ class Tokens:
         self._keys: list[str] = [*(k for k in old_secrets if k != secret), secret]
         self._signer: type[TimestampSigner] = TimestampSigner
         if clock is not None:  # an injected clock stamps and ages links (tests, --now)
+            now = clock
 
             class _ClockSigner(TimestampSigner):
                 def get_timestamp(self) -> int:
-                    return int(clock().timestamp())
+                    return int(now().timestamp())
 
             self._signer = _ClockSigner
 

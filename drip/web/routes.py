@@ -307,7 +307,7 @@ def confirm(token: str) -> Page:
                     state = "already"
                 elif change is None and sub.status == PENDING:
                     state = "pending"
-            if state is None:
+            if state is None or sub is None:
                 return used_link()
             return render_template("confirm.html", state=state, sub=sub, links=_links(sub))
         result, sub = flows.confirm(
