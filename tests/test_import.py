@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,10 @@ def test_pending_imports_get_a_confirmation_from_the_web_worker(web: Web, tmp_pa
     # drip send cannot build it (no web pages to confirm on): it waits for the worker
     web.project.run("send", "--now", now)
     assert not web.sink.received
+    # a week in the queue (a big import under the hourly cap) does not expire the signup
+    later = (MON_10 + timedelta(days=8)).isoformat()
+    purged = web.project.run("subscribers", "purge-pending", "--now", later)
+    assert "purged 0 unconfirmed" in purged.stdout, purged.stdout
     web.services.worker.run_once()
     (mail,) = web.sink.received
     assert mail.subject == "Please confirm your email address"
