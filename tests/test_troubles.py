@@ -43,8 +43,9 @@ def one_clear_line(result: subprocess.CompletedProcess[str], code: int, *words: 
         ("[symptoms]", "deep = " + "[" * 5000 + "]" * 5000 + "\n[symptoms]", ":20: "),
         ("[symptoms]", "deep = " + "{ a = " * 3000 + "1" + " }" * 3000 + "\n[symptoms]", ":20: "),
         ("Testville", "Test\udce9ville", ":6: is not UTF-8 text (byte 0xe9)"),
+        ('min_gap = "12h"', 'min_gap = "12h"\nphone.extension = 3', ":14: clinic.phone: "),
     ],
-    ids=["huge-delay", "delay-past-year-9999", "deep-array", "deep-table", "not-utf8"],
+    ids=["huge-delay", "delay-past-year-9999", "deep-array", "deep-table", "not-utf8", "dotted"],
 )
 def test_broken_campaigns_toml_gets_a_line_not_a_traceback(project: Project, old, new, expected):
     text = project.config.read_text().replace(old, new, 1)
