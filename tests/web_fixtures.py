@@ -141,7 +141,9 @@ class DeliveringClient(FlaskClient):
 def make_web(project: Project, sink: MailSink, **options: object) -> Web:
     clock = Clock()
     settings = Settings.from_env(project.env)
-    opts = replace(WebOptions(send_lock_wait=0.5), **options)  # type: ignore[arg-type]
+    # no answer-time floor here: tests/web/test_web_queue.py measures it on a real server
+    defaults = WebOptions(send_lock_wait=0.5, signup_answer_seconds=0)
+    opts = replace(defaults, **options)  # type: ignore[arg-type]
     services = build_services(settings, opts, clock=clock)
     app = create_app(services=services)
     app.test_client_class = DeliveringClient

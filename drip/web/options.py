@@ -54,6 +54,9 @@ class WebOptions:
     preferences_max_age: timedelta = timedelta(days=30)
     # the mail worker wakes at once on a new email, and also every this many seconds
     mail_poll_seconds: float = 5.0
+    # a signup's answer never comes sooner than this, so its timing does not tell
+    # whether the address is new, known or suppressed
+    signup_answer_seconds: float = 0.2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> WebOptions:

@@ -204,11 +204,11 @@ def test_a_slow_relay_slows_no_page_and_timing_does_not_tell_who_is_known(tmp_pa
                 times[kind].append(took)
         medians = {kind: statistics.median(v) for kind, v in times.items()}
         print(f"signup POST medians {medians}, /healthz during the burst {health_time:.3f} s")
-        assert max(medians.values()) < 0.5, medians
+        assert max(medians.values()) < 0.6, medians
         # the same work in every case (a suppressed address's email is built and
-        # thrown away), so the time does not tell which addresses drip knows
+        # thrown away) under a 0.2 s floor: the time does not tell who drip knows
+        assert min(medians.values()) >= 0.2, medians
         assert max(medians.values()) - min(medians.values()) < 0.03, medians
-        assert max(medians.values()) < 2 * min(medians.values()), medians
         # and the emails did go, from the worker
         sink.handler.wait_for(1 + 12 + 6 + 6, timeout=120)
     finally:
