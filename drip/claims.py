@@ -62,15 +62,22 @@ _PERSON = f"""
             {{}})
     AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.address_hash = :p_address_hash)"""
 # a series step needs the patient still in the series
-_ELIGIBLE = _PERSON.format("") + f"""
+_ELIGIBLE = (
+    _PERSON.format("")
+    + f"""
     AND EXISTS (SELECT 1 FROM enrollments e WHERE e.subscriber_id = :p_subscriber_id
             AND e.campaign_key = :p_campaign_key AND e.state = '{ENROLLED}')"""
+)
 # a newsletter needs them not opted out of newsletters, and it not cancelled
-_ELIGIBLE_NEWSLETTER = _PERSON.format("AND s.newsletters_opt_out = false") + """
+_ELIGIBLE_NEWSLETTER = (
+    _PERSON.format("AND s.newsletters_opt_out = false")
+    + """
     AND NOT EXISTS (SELECT 1 FROM newsletters n WHERE n.key = :p_step_key
             AND n.cancelled_at IS NOT NULL)"""
+)
 
 _TYPES = (bindparam("p_now", type_=_UTC()), bindparam("p_subscriber_id", type_=Integer))
+
 
 def _claim_new(eligible: str) -> TextClause:
     return text(

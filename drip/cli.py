@@ -9,13 +9,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, db, enrollment, subscribers
+from . import audit, db, dberrors, enrollment, rights, subscribers
 from .checks import check_config
 from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .deliverability import dkim_check_lines, rates_json, rates_lines
@@ -59,7 +60,7 @@ class App:
     @cached_property
     def tokens(self) -> Tokens:
         try:
-            return Tokens(self.settings.require_secret())
+            return Tokens(self.settings.require_secret(), self.settings.old_secret_keys)
         except SettingsError as exc:
             fail(str(exc))
 
@@ -98,7 +99,20 @@ def clock_for(now: datetime | None):  # type: ignore[no-untyped-def]
     return (lambda: now) if now is not None else (lambda: datetime.now(UTC))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class DripGroup(click.Group):
+    """Runs a command; database and file-system troubles end in one line, exit 3."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            url = ctx.obj.settings.database_url if isinstance(ctx.obj, App) else ""
+            fail(dberrors.describe(exc, url), dberrors.EXIT_DATABASE)
+        except OSError as exc:
+            fail(dberrors.describe_os_error(exc), dberrors.EXIT_DATABASE)
+
+
+@click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="drip")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -279,6 +293,8 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
         )
     except (TransportUnavailable, ValueError) as exc:
         fail(str(exc))
+    if not dry_run:
+        send_queued_mail(app, now)
     clock = clock_for(now)
     try:
         with (
@@ -314,13 +330,42 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
 
 def send_exit_code(summary: Summary) -> int:
     """0: fine; 2: the run stopped early (relay unreachable, login refused, the same
-    refusal again and again); 3: some email could not be built or sent because of
-    an error in drip or a template (see `drip deliveries --status failed`)."""
+    refusal again and again); 4: some email could not be built or sent because of
+    an error in drip or a template (3 is a database trouble, see dberrors)."""
     if summary.stopped and not summary.limit_reached:
         return 2
     if summary.errors:
-        return 3
+        return 4
     return 0
+
+
+def send_queued_mail(app: App, now: datetime | None) -> None:
+    """The web pages' queued emails (confirmations first: a person is waiting), then
+    the retention purge.
+
+    Separate from the Sender: its own transport and claims (drip/mailqueue.py),
+    no send lock needed, so a `drip serve` worker and cron can both drain it.
+    """
+    from .mailqueue import LimitsError, MailLimits, deliver_queued
+
+    try:
+        limits = MailLimits.from_env()
+        transport = transport_from_settings(app.settings.smtp_url, app.settings.outbox_dir)
+    except (LimitsError, TransportUnavailable, ValueError) as exc:
+        fail(str(exc))
+    try:
+        counts = deliver_queued(app.engine, transport, clock_for(now), limits=limits)
+    finally:
+        transport.close()
+    if counts.sent or counts.failed or counts.waiting or counts.in_doubt_new or counts.stopped:
+        click.echo(f"drip send: queued emails: {counts.line()}")
+    # [privacy] keep_after_unsubscribe: answers and names of people who left
+    with Session(app.engine) as session:
+        moment = now or datetime.now(UTC)
+        retired = rights.purge_expired(session, app.config, moment, "drip send")
+        session.commit()
+    if retired:
+        click.echo(f"drip send: purged the answers and names of {retired} people who left")
 
 
 # -- subscribers ---------------------------------------------------------------------
@@ -386,10 +431,14 @@ def subscribers_list(app: App, status: str | None) -> None:
         query = select(Subscriber).order_by(Subscriber.id)
         if status:
             query = query.where(Subscriber.status == status)
+        shown = 0
         for sub in session.scalars(query):
+            shown += 1
             click.echo(
                 f"{sub.email}\t{sub.status}\t{sub.timezone}\t{','.join(sorted(sub.symptom_keys))}"
             )
+        audit.record(session, datetime.now(UTC), "cli", "subscribers.listed", None, count=shown)
+        session.commit()
 
 
 @subscribers_group.command("show")
@@ -439,6 +488,177 @@ def subscribers_show(app: App, email: str) -> None:
             )
         audit.record(session, datetime.now(UTC), "cli", "subscriber.viewed", sub.id)
         session.commit()
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--consent", help="Consent basis for rows without a consent column value.")
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Active at once (consent on record); else pending, sent a confirmation email.",
+)
+@click.option("--dry-run", is_flag=True, help="Check the file and count; change nothing.")
+@click.option("--now", "now_text", metavar="ISO-8601", help="Simulate the clock.")
+@click.pass_obj
+def subscribers_import(
+    app: App, file: Path, consent: str | None, confirmed: bool, dry_run: bool, now_text: str | None
+) -> None:
+    """Import a list from CSV: email, first_name, timezone, symptoms (a;b), consent."""
+    from .importer import ImportProblem, import_csv
+
+    now = parse_now(now_text) or datetime.now(UTC)
+    config, engine = app.config, app.engine
+    size = file.stat().st_size if file.is_file() else 0
+    bar = None
+    if sys.stdout.isatty() and size:
+        # rows are not known before reading: count the lines first (a quick pass)
+        bar = click.progressbar(length=max(_count_lines(file) - 1, 1), label="importing")
+    done = 0
+
+    def progress(rows: int) -> None:
+        nonlocal done
+        if bar is not None:
+            bar.update(rows - done)
+        done = rows
+
+    try:
+        if bar is not None:
+            bar.__enter__()
+        report = import_csv(
+            engine,
+            config,
+            file,
+            now=now,
+            consent=consent,
+            confirmed=confirmed,
+            dry_run=dry_run,
+            progress=progress,
+        )
+    except ImportProblem as exc:
+        fail(str(exc))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for bad in report.bad:
+        click.echo(f"{file}:{bad.line}: {bad.reason}", err=True)
+    click.echo(f"drip import: {report.line(dry_run)}")
+    if report.bad:
+        sys.exit(1)  # the good rows are in; the bad ones are listed above
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+@subscribers_group.command("export")
+@click.argument("email", required=False)
+@click.option("--all", "everyone", is_flag=True, help="Every subscriber, one row each.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv", "jsonl"]),
+    help="json for one person (default); csv (default) or jsonl with --all.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of standard output.",
+)
+@click.pass_obj
+def subscribers_export(
+    app: App, email: str | None, everyone: bool, fmt: str | None, output: Path | None
+) -> None:
+    """Everything drip holds about one person as JSON (a data access request), or
+    every subscriber as CSV or JSON lines (--all). Audited."""
+    if bool(email) == everyone:
+        fail("give one EMAIL, or --all (not both)")
+    now = datetime.now(UTC)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        with Session(app.engine) as session:
+            if email:
+                if fmt not in (None, "json"):
+                    fail("one person's data is exported as JSON (--format json)")
+                try:
+                    data = rights.export_one(session, app.config, email, now, "cli")
+                except rights.NotFound:
+                    fail(f"no subscriber {email}")
+                except subscribers.InvalidSubscriber as exc:
+                    fail(str(exc))
+                session.commit()
+                out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            else:
+                if fmt == "json":
+                    fail("--all writes csv or jsonl")
+                write_rows(out, rights.export_rows(session, now, "cli"), fmt or "csv")
+    finally:
+        if output:
+            out.close()
+    if output:
+        click.echo(f"wrote {output}", err=True)
+
+
+def write_rows(out: Any, rows: Any, fmt: str) -> None:
+    import csv
+
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=rights.EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+@subscribers_group.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask (scripts); required when not on a terminal.")
+@click.pass_obj
+def subscribers_erase(app: App, email: str, yes: bool) -> None:
+    """Delete everything about one person (a right-to-erasure request)."""
+    with Session(app.engine) as session:
+        try:
+            if subscribers.find(session, email) is None:
+                fail(f"no subscriber {email}")
+        except subscribers.InvalidSubscriber as exc:
+            fail(str(exc))
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("erasing cannot be undone: add --yes to confirm when not on a terminal")
+            click.confirm(
+                f"Erase {email} and everything drip holds about them? This cannot be undone",
+                abort=True,
+            )
+        done = rights.erase(session, email, datetime.now(UTC), "cli")
+        session.commit()
+    kept = (
+        "; their address stays on the suppression list as a hash, since they had asked "
+        "for no more email"
+        if done.suppressed
+        else ""
+    )
+    click.echo(f"erased {email}{kept}")
+
+
+@subscribers_group.command("unsubscribe")
+@click.argument("email")
+@click.option("--now", "now_text", metavar="ISO-8601", help="Simulate the clock.")
+@click.pass_obj
+def subscribers_unsubscribe(app: App, email: str, now_text: str | None) -> None:
+    """Unsubscribe someone who asked by phone or letter."""
+    now = parse_now(now_text) or datetime.now(UTC)
+    with Session(app.engine) as session:
+        try:
+            result = rights.unsubscribe(session, app.config, email, now, "cli", "request")
+        except rights.NotFound:
+            fail(f"no subscriber {email}")
+        except subscribers.InvalidSubscriber as exc:
+            fail(str(exc))
+        session.commit()
+    click.echo(f"{email}: " + ("unsubscribed" if result == "done" else "already unsubscribed"))
 
 
 # -- deliveries, stats, db -----------------------------------------------------------
@@ -493,12 +713,16 @@ def deliveries(
         )
         if in_doubt:
             query = query.where(Delivery.status == IN_DOUBT)
+        shown = 0
         for d, email in session.execute(query.limit(limit)):
+            shown += 1
             click.echo(
                 f"{d.ref}  {d.status:9} {d.campaign_key}/{d.step_key}  {email}  "
                 f"{(d.sent_at or d.updated_at):%Y-%m-%d %H:%M}"
                 + (f"  {d.error}" if d.error else "")
             )
+        audit.record(session, now, "cli", "deliveries.listed", None, count=shown)
+        session.commit()
 
 
 @main.command()

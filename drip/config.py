@@ -205,6 +205,12 @@ class Newsletter:
 
 
 @dataclass(frozen=True)
+class Privacy:
+    # answers and names of people who unsubscribed are purged this long after
+    keep_after_unsubscribe: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True)
 class Quality:
     max_grade: float = 8.0
     banned_subject_words: tuple[str, ...] = DEFAULT_BANNED_SUBJECT_WORDS
@@ -224,7 +230,9 @@ class Config:
     def unsafe(self, answers: set[str] | frozenset[str]) -> dict[str, bool]:
         """For each kind of advice in [caution]: is it unsafe for these answers?"""
         return {kind: bool(c.unsafe_with & answers) for kind, c in self.cautions.items()}
+
     newsletters: tuple[Newsletter, ...] = ()
+    privacy: Privacy = field(default_factory=Privacy)
 
     @property
     def templates_dir(self) -> Path:
@@ -297,9 +305,11 @@ class ConfigError(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         count = len(problems)
+        if count == 1:  # one problem, one line
+            super().__init__(str(problems[0]))
+            return
         super().__init__(
-            f"{count} problem{'s' if count != 1 else ''} in the configuration:\n"
-            + "\n".join(f"  {p}" for p in problems)
+            f"{count} problems in the configuration:\n" + "\n".join(f"  {p}" for p in problems)
         )
 
 
@@ -428,6 +438,9 @@ class _Checker:
             return timedelta(0)
         if value < timedelta(0):
             self.add(where, "must not be negative")
+        if value > MAX_DELAY:  # dates past year 9999 cannot be computed
+            self.add(where, f"{data[key]!r} is longer than 10 years")
+            return timedelta(0)
         return value
 
 
@@ -452,7 +465,19 @@ def load_config(path: str | Path) -> Config:
     """Read and validate campaigns.toml. Raises ConfigError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")  # a byte-order mark from Windows editors is fine
+    except IsADirectoryError:
+        raise ConfigError(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    "",
+                    "is a folder; DRIP_CONFIG must name the campaigns.toml file",
+                )
+            ]
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -465,18 +490,90 @@ def load_config(path: str | Path) -> Config:
                 )
             ]
         ) from None
+    except PermissionError:
+        raise ConfigError(
+            [Problem(str(path), None, "", "cannot be read: permission denied")]
+        ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), None, "", f"is not UTF-8 text: {exc}")]) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [
+                Problem(
+                    str(path),
+                    line,
+                    "",
+                    f"is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+                )
+            ]
+        ) from None
+    deep = too_deep(text)
+    if deep is not None:
+        raise ConfigError(
+            [
+                Problem(
+                    str(path),
+                    deep,
+                    "",
+                    f"lists or tables are nested more than {MAX_NESTING} deep here",
+                )
+            ]
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        raise ConfigError([Problem(str(path), line, "", f"is not valid TOML: {exc}")]) from None
+        at = int(match.group(1)) if match else None
+        raise ConfigError([Problem(str(path), at, "", f"is not valid TOML: {exc}")]) from None
     return _build(path, text, data)
 
 
-TOP_LEVEL = ("clinic", "symptoms", "red_flags", "caution", "campaign", "newsletter", "quality")
+MAX_DELAY = timedelta(days=3653)
+MAX_NESTING = 20  # campaigns.toml needs 3; tomllib recurses once per level
+
+
+def too_deep(text: str) -> int | None:
+    """The line where [ and { nest deeper than MAX_NESTING, outside strings and comments."""
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+        elif ch == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif ch in "\"'":
+            quote = ch * 3 if text.startswith(ch * 3, i) else ch
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                if text[j] == "\\" and ch == '"':
+                    j += 1
+                elif text[j] == "\n" and len(quote) == 1:
+                    break  # an unclosed string: tomllib will say so
+                j += 1
+            line += text.count("\n", i, j)
+            i = j + len(quote)
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return None
+
+
+TOP_LEVEL = (
+    "clinic",
+    "symptoms",
+    "red_flags",
+    "caution",
+    "campaign",
+    "newsletter",
+    "quality",
+    "privacy",
+)
 CAUTION_FIELDS = ("advice", "unsafe_with", "why")
 CLINIC_FIELDS = (
     "name",
@@ -520,6 +617,16 @@ def _build(path: Path, text: str, data: dict[str, Any]) -> Config:
     campaigns = _campaigns(c, data, symptoms, clinic.send_window, templates_dir)
     quality = _quality(c, c.table(data.get("quality", {}), "quality"))
     newsletters = _newsletters(c, data, symptoms, {k.key for k in campaigns}, path.parent)
+    privacy_data = c.table(data.get("privacy", {}), "privacy")
+    c.unknown_keys(privacy_data, "privacy", ("keep_after_unsubscribe",))
+    privacy = Privacy(
+        c.duration(
+            privacy_data,
+            "keep_after_unsubscribe",
+            "privacy",
+            default=Privacy.keep_after_unsubscribe,
+        )
+    )
     if c.problems:
         raise ConfigError(c.problems)
     return Config(
@@ -531,6 +638,7 @@ def _build(path: Path, text: str, data: dict[str, Any]) -> Config:
         quality,
         cautions=cautions,
         newsletters=newsletters,
+        privacy=privacy,
     )
 
 

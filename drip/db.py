@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -23,9 +26,13 @@ HEAD_REVISION = "0005"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`, tuned for drip's mix of short write transactions."""
+    """An engine for `url`, tuned for drip's mix of short write transactions.
+
+    SQLite waits up to 60 s for a lock (`?timeout=SECONDS` in the URL changes it).
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60})
+        timeout = float(make_url(url).query.get("timeout", 60))  # type: ignore[arg-type]
+        engine = create_engine(url, connect_args={"timeout": timeout})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -33,22 +40,36 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")  # durable across crashes in WAL mode
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cur.close()
 
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url.removeprefix(prefix)
+    if not url.startswith("postgresql"):
+        raise ArgumentError(f"unsupported database URL {url!r}")
     return create_engine(url, pool_pre_ping=True)
 
 
 def sqlite_path(engine: Engine) -> Path | None:
     """The database file, for SQLite engines that have one."""
-    if engine.dialect.name != "sqlite" or not engine.url.database:
+    if engine.dialect.name != "sqlite":
         return None
-    if engine.url.database == ":memory:":
+    return sqlite_file(engine.url)
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file a sqlite URL names, also in the `file:` URI form; None in memory."""
+    database = url.database or ""
+    if url.query.get("uri") == "true" and database.startswith("file:"):
+        # sqlite:///file:/srv/drip.db?mode=rw&uri=true names the file /srv/drip.db
+        database = unquote(database.removeprefix("file:").split("?", 1)[0])
+        if database.startswith("//"):  # file:///srv/drip.db
+            database = database[2:]
+    if database in (":memory:", "") or url.query.get("mode") == "memory":
         return None
-    return Path(engine.url.database)
+    return Path(database)
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

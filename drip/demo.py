@@ -181,6 +181,7 @@ class LiveDemo:
     """
 
     def __init__(self, config_path: Path, folder: Path, host: str = "127.0.0.1", port: int = 8000):
+        from .mailqueue import MailLimits
         from .transport import SMTPTransport
         from .web.app import create_app
         from .web.catcher import DemoClock, MailCatcher
@@ -204,7 +205,9 @@ class LiveDemo:
             secret=DEMO_SECRET,
             transport_factory=lambda: SMTPTransport.from_url(smtp_url),
             clock=self.clock,
-            options=WebOptions(confirm_interval=timedelta(minutes=1)),
+            options=WebOptions(
+                confirm_interval=timedelta(minutes=1), mail_limits=MailLimits(per_mailbox=100)
+            ),
             actor="demo",
         )
         app = create_app(services=self.services, demo=(self.catcher, self.clock))
@@ -226,6 +229,7 @@ class LiveDemo:
 
         if scheduler:
             self.scheduler = start_scheduler(self.services)
+        self.services.worker.start()
         try:
             self.server.run()
         except KeyboardInterrupt:
@@ -237,6 +241,7 @@ class LiveDemo:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        self.services.worker.stop()
         self.server.close()
         self.catcher.stop()
         self.engine.dispose()

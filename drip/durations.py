@@ -20,6 +20,14 @@ def parse_duration(text: str) -> timedelta:
     Raises ValueError with a message a marketer can act on.
     """
     raw = text.strip()
+    try:
+        return _parse(raw)
+    except OverflowError:  # "99999999999d" is past what a date can hold
+        raise ValueError(f"{text!r} is far too long") from None
+
+
+def _parse(raw: str) -> timedelta:
+    text = raw
     if _SHORT_WHOLE.fullmatch(raw.lower()):
         parts: dict[str, int] = {}
         for amount, unit in _SHORT.findall(raw.lower()):

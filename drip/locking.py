@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .db import sqlite_path
@@ -88,8 +89,12 @@ class SendLock:
             os.close(self._fd)
             self._fd = None
         if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
-            self._conn.close()
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+                self._conn.close()
+            except SQLAlchemyError:
+                # the connection dropped (server restart): the server freed the lock then
+                self._conn.invalidate()
             self._conn = None
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -93,6 +94,8 @@ class Subscriber(Base):
     newsletters_opt_out: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # for imported lists: on what basis the clinic may email them ("paper form 2025")
+    consent_basis: Mapped[str | None] = mapped_column(String(500))
 
     symptoms: Mapped[list[Symptom]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", lazy="selectin"
@@ -177,6 +180,60 @@ class NewsletterState(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class PendingChange(Base):
+    """A signup for an address that already exists and is not active (pending or
+    unsubscribed): its answers wait here, apart from the stored ones, until the
+    owner of the address confirms with the link sent for this very change. A
+    stranger can thus never overwrite someone's answers, name or consent record.
+    """
+
+    __tablename__ = "pending_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    # random; the confirmation link for this change carries it
+    nonce: Mapped[str] = mapped_column(String(32), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    symptoms: Mapped[str] = mapped_column(Text, default="")  # keys joined by ","
+    consent_text_version: Mapped[str | None] = mapped_column(String(64))
+    consent_text: Mapped[str | None] = mapped_column(Text)
+    consent_ip: Mapped[str | None] = mapped_column(String(64))
+    consent_user_agent: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class QueuedMail(Base):
+    """A transactional email (confirmation, "already signed up", fresh link) waiting
+    to go. Written by the web request, sent by a worker off the request thread or
+    by `drip send`; claimed and committed before any SMTP talk, like Delivery."""
+
+    __tablename__ = "mail_queue"
+    __table_args__ = (Index("ix_mail_queue_due", "status", "priority", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    # sha256 of the mailbox with any +tag removed: the per-mailbox limit counts these
+    mailbox_hash: Mapped[str] = mapped_column(String(64), index=True)
+    sender: Mapped[str | None] = mapped_column(String(320))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)  # dropped once sent
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 goes first
+    ref: Mapped[str] = mapped_column(String(32), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
 class Suppression(Base):
     """Addresses that must never be mailed, kept as a hash so it survives erasure."""
 
@@ -188,7 +245,8 @@ class Suppression(Base):
 
 
 class AuditEntry(Base):
-    """Append-only: who did what, when. Never updated or deleted by drip."""
+    """Append-only: who did what, when. Never updated by drip; deleted only when the
+    person it is about is erased (rights.erase), leaving a tombstone without them."""
 
     __tablename__ = "audit_log"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -17,7 +18,10 @@ class Settings:
     database_url: str
     smtp_url: str | None
     outbox_dir: Path | None
-    secret_key: str | None
+    secret_key: str | None = field(repr=False)
+    # keys that signed links in emails already sent; they still verify, never sign
+    old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
+
     # DKIM signing (drip/dkim.py): an RSA key, optionally an ed25519 key as well
     dkim_key: Path | None = None
     dkim_selector: str | None = None
@@ -27,6 +31,16 @@ class Settings:
     # bounce webhooks (drip/web/hooks.py)
     hook_secret: str | None = None
     mailgun_signing_key: str | None = None
+
+    def __repr__(self) -> str:
+        """Secrets masked: settings end up in logs and tracebacks."""
+        return (
+            f"Settings(config_path={str(self.config_path)!r}, "
+            f"database_url={mask_url(self.database_url)!r}, "
+            f"smtp_url={mask_url(self.smtp_url)!r}, outbox_dir={self.outbox_dir!r}, "
+            f"secret_key={'***' if self.secret_key else None}, "
+            f"old_secret_keys=<{len(self.old_secret_keys)} masked>)"
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -47,6 +61,7 @@ class Settings:
             dkim_ed25519_selector=env.get("DRIP_DKIM_ED25519_SELECTOR") or None,
             hook_secret=env.get("DRIP_HOOK_SECRET") or None,
             mailgun_signing_key=env.get("DRIP_MAILGUN_SIGNING_KEY") or None,
+            old_secret_keys=tuple(env.get("DRIP_OLD_SECRET_KEYS", "").replace(",", " ").split()),
         )
 
     def require_secret(self) -> str:
@@ -64,3 +79,10 @@ class Settings:
 
 def _path(value: str | None) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
+
+
+def mask_url(url: str | None) -> str | None:
+    """The URL with any password replaced by ***: smtp://user:***@host:587."""
+    if url is None:
+        return None
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.I)

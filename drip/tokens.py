@@ -3,16 +3,34 @@
 A token carries only the subscriber's random public id, signed with
 DRIP_SECRET_KEY; one purpose's token is useless for another (salted). Nothing
 about the person's symptoms or address ever appears in a URL.
+
+Key rotation: new links are signed with the current key only; links signed with
+any of the old keys (DRIP_OLD_SECRET_KEYS) still verify, so emails already in
+inboxes keep working until the old key is dropped.
+
+Confirmation and preferences links carry the time they were made: confirmation
+links expire, and an old preferences link asks for a fresh one by email before
+showing anyone's answers. Unsubscribe links never expire.
 """
 
 from __future__ import annotations
 
-from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from itsdangerous import (
+    BadData,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 
 UNSUBSCRIBE = "drip.unsubscribe"
 PREFERENCES = "drip.preferences"
 CONFIRM = "drip.confirm"
 CONFIRM_MAX_AGE = 7 * 24 * 3600  # confirmation links expire after a week
+TIMED = (CONFIRM, PREFERENCES)
 
 
 class TokenError(Exception):
@@ -24,33 +42,76 @@ class TokenError(Exception):
 
 
 class Tokens:
-    def __init__(self, secret: str):
-        self._secret = secret
-        self._makers: dict[str, URLSafeSerializer] = {}  # built once: two per email sent
+    def __init__(
+        self,
+        secret: str,
+        old_secrets: Sequence[str] = (),
+        clock: Callable[[], datetime] | None = None,
+    ):
+        # itsdangerous signs with the last key and verifies with any of them
+        self._keys: list[str] = [*(k for k in old_secrets if k != secret), secret]
+        self._signer: type[TimestampSigner] = TimestampSigner
+        self._makers: dict[str, URLSafeSerializer] = {}
+        if clock is not None:  # an injected clock stamps and ages links (tests, --now)
+            now = clock
+
+            class _ClockSigner(TimestampSigner):
+                def get_timestamp(self) -> int:
+                    return int(now().timestamp())
+
+            self._signer = _ClockSigner
+
+    def __repr__(self) -> str:
+        return f"Tokens(<{len(self._keys)} keys masked>)"
 
     def make(self, purpose: str, public_id: str) -> str:
         maker = self._makers.get(purpose)
-        if maker is None:
-            kind = URLSafeTimedSerializer if purpose == CONFIRM else URLSafeSerializer
-            maker = self._makers[purpose] = kind(self._secret, salt=purpose)
+        if maker is None:  # built once per purpose: two links in every email sent
+            maker = self._makers[purpose] = (
+                URLSafeTimedSerializer(self._keys, salt=purpose, signer=self._signer)
+                if purpose in TIMED
+                else URLSafeSerializer(self._keys, salt=purpose)
+            )
         return maker.dumps(public_id)
 
     def read(self, purpose: str, token: str, max_age: int = CONFIRM_MAX_AGE) -> str:
         """The public id inside `token`, or TokenError."""
+        if purpose == PREFERENCES:
+            return self.read_issued(purpose, token)[0]
         try:
-            if purpose == CONFIRM:
-                value = URLSafeTimedSerializer(self._secret, salt=purpose).loads(
+            if purpose in TIMED:
+                value = URLSafeTimedSerializer(self._keys, salt=purpose, signer=self._signer).loads(
                     token, max_age=max_age
                 )
             else:
-                value = URLSafeSerializer(self._secret, salt=purpose).loads(token)
+                value = URLSafeSerializer(self._keys, salt=purpose).loads(token)
         except SignatureExpired:
             raise TokenError("this link has expired", expired=True) from None
         except BadData:
             raise TokenError("this link is not valid") from None
-        if not isinstance(value, str):
-            raise TokenError("this link is not valid")
-        return value
+        return _public_id(value)
+
+    def read_issued(self, purpose: str, token: str) -> tuple[str, datetime | None]:
+        """The public id and when the link was made (None: an untimed link from
+        before links carried a time, so its age is unknown)."""
+        try:
+            value, issued = URLSafeTimedSerializer(
+                self._keys, salt=purpose, signer=self._signer
+            ).loads(token, return_timestamp=True)
+            return _public_id(value), issued.astimezone(UTC)
+        except BadData:
+            pass
+        try:
+            value = URLSafeSerializer(self._keys, salt=purpose).loads(token)
+        except BadData:
+            raise TokenError("this link is not valid") from None
+        return _public_id(value), None
+
+
+def _public_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise TokenError("this link is not valid")
+    return value
 
 
 def links(tokens: Tokens, base_url: str, public_id: str) -> dict[str, str]:

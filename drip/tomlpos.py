@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*(\"[^\"]*\"|[A-Za-z0-9_\-]+)\s*=")
+_PART = r"(?:\"[^\"]*\"|[A-Za-z0-9_\-]+)"
+_KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
+_PARTS = re.compile(_PART)
 
 
 def field_lines(text: str) -> dict[str, int]:
@@ -29,8 +31,12 @@ def field_lines(text: str) -> dict[str, int]:
             continue
         key = _KEY.match(line)
         if key:
-            name = key.group(1).strip('"')
-            lines.setdefault(f"{current}.{name}" if current else name, number)
+            # a dotted key (`send_window.start = 9`) sets its table and the field
+            path = current
+            for part in _PARTS.findall(key.group(1)):
+                name = part.strip('"')
+                path = f"{path}.{name}" if path else name
+                lines.setdefault(path, number)
     return lines
 
 

@@ -121,9 +121,9 @@ class SMTPSettings:
     implicit_tls: bool
     starttls: str  # "auto" (if offered), "required", "off"
     username: str | None
-    password: str | None = field(repr=False)
-    timeout: float
-    verify: bool
+    password: str | None = field(repr=False)  # never in logs or tracebacks
+    timeout: float = 30.0
+    verify: bool = True
     connections: int = DEFAULT_CONNECTIONS
     rate: Rate | None = None
 

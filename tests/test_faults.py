@@ -194,7 +194,7 @@ def test_an_address_that_cannot_be_encoded_fails_alone_with_its_reason(project, 
             {"e": "also@example.org"},
         )
     result = send(project, relay)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 4, result.output
     assert "Traceback" not in result.output
     counts = summary(result.output)
     assert counts["sent"] == 1 and counts["failed"] == 1

@@ -124,12 +124,29 @@ def web_project(root: Path, sink: MailSink) -> Project:
     return make_project(root, FIXTURES / "web", sink.url)
 
 
+class DeliveringClient(FlaskClient):
+    """After each response, the mail worker runs once in the test's thread, as the
+    real worker thread does right after a request's notify(). The request itself
+    never sends (tests/web/test_web_queue.py checks that with a real server)."""
+
+    deliver = True
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        response = super().open(*args, **kwargs)
+        if self.deliver:
+            self.application.extensions["drip"].worker.run_once()
+        return response
+
+
 def make_web(project: Project, sink: MailSink, **options: object) -> Web:
     clock = Clock()
     settings = Settings.from_env(project.env)
-    opts = replace(WebOptions(send_lock_wait=0.5), **options)  # type: ignore[arg-type]
+    # no answer-time floor here: tests/web/test_web_queue.py measures it on a real server
+    defaults = WebOptions(send_lock_wait=0.5, signup_answer_seconds=0)
+    opts = replace(defaults, **options)  # type: ignore[arg-type]
     services = build_services(settings, opts, clock=clock)
     app = create_app(services=services)
+    app.test_client_class = DeliveringClient
     return Web(project, sink, app, services, clock, app.test_client())
 
 

@@ -73,6 +73,7 @@ def build_services(
         clock=clock,
         options=options or WebOptions.from_env(),
         sign=dkim_sign_for(settings, config),
+        old_secrets=settings.old_secret_keys,
     )
 
 

@@ -11,11 +11,13 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from .. import dberrors
 from ..checks import check_config
 from ..config import ConfigError
 from ..settings import SettingsError
@@ -24,9 +26,9 @@ from .options import OptionsError, WebOptions
 from .services import Services
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def load_services(app: Any, proxy: int | None = None, check: bool = True) -> Services:
@@ -40,6 +42,8 @@ def load_services(app: Any, proxy: int | None = None, check: bool = True) -> Ser
         services = build_services(app.settings, options)
     except (ConfigError, SettingsError, OptionsError, RuntimeError) as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(dberrors.describe(exc, app.settings.database_url), dberrors.EXIT_DATABASE)
     if check:
         report = check_config(services.config)
         if report.problems:
@@ -75,6 +79,7 @@ def _serve(services: Services, host: str, port: int, threads: int, scheduler: bo
     setup_logging()
     server = make_server(create_app(services=services), host, port, threads)
     sched = start_scheduler(services) if scheduler else None
+    services.worker.start()  # queued emails leave from here, never from a request
     click.echo(
         f"drip: serving {services.config.clinic.name} on "
         f"http://{host}:{server.effective_port}/subscribe"
@@ -87,6 +92,7 @@ def _serve(services: Services, host: str, port: int, threads: int, scheduler: bo
     finally:
         if sched is not None:
             sched.shutdown(wait=True)
+        services.worker.stop()
         server.close()
 
 
@@ -150,10 +156,7 @@ def purge_pending(app: Any, now_text: str | None, days: int) -> None:
     with Session(app.engine) as session:
         deleted, reverted = flows.purge_pending(session, now, timedelta(days=days))
         session.commit()
-    click.echo(
-        f"purged {deleted} unconfirmed signup(s); {reverted} expired re-signup(s) "
-        "back to unsubscribed"
-    )
+    click.echo(f"purged {deleted} unconfirmed signup(s); {reverted} expired re-signup(s) discarded")
 
 
 @click.command()

@@ -6,15 +6,17 @@ a page's change and its audit entry land together or not at all.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import audit, enrollment, subscribers
+from .. import audit, enrollment, rights, subscribers
 from ..config import Campaign, Config
 from ..enrollment import OPTED_OUT
+from ..mailqueue import QUEUED
 from ..models import (
     ACTIVE,
     ENROLLED,
@@ -22,6 +24,8 @@ from ..models import (
     PENDING,
     UNSUBSCRIBED,
     Enrollment,
+    PendingChange,
+    QueuedMail,
     Subscriber,
     Symptom,
 )
@@ -67,21 +71,33 @@ def record_consent(session: Session, sub: Subscriber, consent: Consent, now: dat
     )
 
 
+@dataclass(frozen=True)
+class Signup:
+    """What start_signup decided: whom to email, which email, and for which change."""
+
+    sub: Subscriber | None
+    mail: str
+    change: str | None = None  # a pending change's nonce, carried by the confirm link
+
+
 def start_signup(
     session: Session, config: Config, form: SignupForm, consent: Consent, now: datetime
-) -> tuple[Subscriber | None, str]:
-    """Store a signup (pending until confirmed); say which email, if any, to send.
+) -> Signup:
+    """Store a signup; say which email, if any, to send.
 
-    An address that is not active (new, pending, unsubscribed) starts again as a
-    pending signup with these answers. An active one is left untouched (a stranger
-    must not change someone's answers) and gets a link to its preferences. A
-    bounced, complained or suppressed address gets nothing. The page shown is the
-    same in every case.
+    A new address becomes a pending subscriber with these answers. For an address
+    that exists but is not active (pending, unsubscribed), the answers, name, time
+    zone and consent wait apart as a PendingChange, and the confirmation link
+    names that change: stored answers change only when the owner of the address
+    confirms. An active address is left untouched and gets a link to its
+    preferences. A bounced, complained or suppressed address gets nothing. The
+    page shown is the same in every case.
     """
     assert form.ok
     sub = subscribers.find(session, form.clean_email)
-    if subscribers.is_suppressed(session, form.clean_email):
-        return sub, NO_MAIL
+    if not rights.signup_allowed(session, form.clean_email):
+        audit.record(session, now, "web", "signup.refused", sub.id if sub else None)
+        return Signup(sub, NO_MAIL)
     if sub is None:
         sub = subscribers.create(
             session,
@@ -95,21 +111,71 @@ def start_signup(
             actor="web",
         )
         record_consent(session, sub, consent, now)
-        return sub, CONFIRM_MAIL
+        return Signup(sub, CONFIRM_MAIL)
     if sub.status == ACTIVE:
         audit.record(session, now, "web", "signup.already_active", sub.id)
-        return sub, ALREADY_MAIL
+        return Signup(sub, ALREADY_MAIL)
     if sub.status not in (PENDING, UNSUBSCRIBED):
         audit.record(session, now, "web", "signup.refused", sub.id, status=sub.status)
-        return sub, NO_MAIL
-    if sub.status == UNSUBSCRIBED:
-        audit.record(session, now, "web", "signup.again", sub.id)
-    sub.status = PENDING
-    sub.first_name = form.clean_name
-    sub.timezone = form.timezone
-    set_answers(sub, form.answers)
-    record_consent(session, sub, consent, now)
-    return sub, CONFIRM_MAIL
+        return Signup(sub, NO_MAIL)
+    change = PendingChange(
+        subscriber_id=sub.id,
+        nonce=secrets.token_hex(16),
+        first_name=form.clean_name,
+        timezone=form.timezone,
+        symptoms=",".join(sorted(form.answers)),
+        consent_text_version=consent.version,
+        consent_text=consent.text,
+        consent_ip=consent.ip[:64],
+        consent_user_agent=consent.user_agent[:MAX_USER_AGENT] or None,
+        created_at=now,
+    )
+    session.add(change)
+    audit.record(session, now, "web", "signup.change_pending", sub.id, status=sub.status)
+    return Signup(sub, CONFIRM_MAIL, change.nonce)
+
+
+def confirm_payload(public_id: str, change: str | None) -> str:
+    """What a confirmation token carries: the subscriber, and the change if any."""
+    return f"{public_id}:{change}" if change else public_id
+
+
+def split_payload(payload: str) -> tuple[str, str | None]:
+    public_id, _, change = payload.partition(":")
+    return public_id, change or None
+
+
+def pending_change(session: Session, sub: Subscriber, nonce: str | None) -> PendingChange | None:
+    if nonce is None:
+        return None
+    return session.scalar(
+        select(PendingChange).where(
+            PendingChange.subscriber_id == sub.id, PendingChange.nonce == nonce
+        )
+    )
+
+
+def _apply_change(session: Session, sub: Subscriber, change: PendingChange) -> None:
+    """The owner confirmed: the waiting answers and consent become the stored ones."""
+    sub.first_name = change.first_name
+    sub.timezone = change.timezone
+    set_answers(sub, {k for k in change.symptoms.split(",") if k})
+    sub.consent_text_version = change.consent_text_version
+    sub.consent_at = change.created_at
+    sub.consent_ip = change.consent_ip
+    sub.consent_user_agent = change.consent_user_agent
+    audit.record(
+        session,
+        change.created_at,
+        "web",
+        "consent.given",
+        sub.id,
+        version=change.consent_text_version,
+        text=change.consent_text,
+    )
+    # one confirmation settles every waiting change for this address
+    session.execute(delete(PendingChange).where(PendingChange.subscriber_id == sub.id))
+    session.flush()
 
 
 def claim_mail_slot(session: Session, sub: Subscriber, now: datetime, interval: timedelta) -> bool:
@@ -139,21 +205,41 @@ def release_mail_slot(session: Session, sub: Subscriber, previous: datetime | No
 
 
 def confirm(
-    session: Session, config: Config, public_id: str, now: datetime, ip: str
+    session: Session,
+    config: Config,
+    public_id: str,
+    now: datetime,
+    ip: str,
+    change: str | None = None,
 ) -> tuple[str, Subscriber | None]:
-    """'confirmed' (and enrolled), 'already' (active: nothing changes) or 'invalid'.
+    """'confirmed' (and enrolled), 'already' (active) or 'invalid'.
 
-    Only a pending signup can be confirmed, so a link used twice, or an old link
-    clicked after unsubscribing, changes nothing.
+    Without `change`, only a pending signup can be confirmed, so a link used twice,
+    or an old link clicked after unsubscribing, changes nothing. With `change`, the
+    waiting answers of that signup are applied first; a change already applied or
+    purged is 'invalid'.
     """
     sub = by_public_id(session, public_id)
     if sub is None:
         return "invalid", None
+    waiting = pending_change(session, sub, change)
+    if change is not None and waiting is None:
+        return ("already", sub) if sub.status == ACTIVE else ("invalid", sub)
+    if waiting is not None and sub.status in (ACTIVE, PENDING, UNSUBSCRIBED):
+        if sub.status == UNSUBSCRIBED:
+            audit.record(session, now, "web", "signup.again", sub.id)
+        _apply_change(session, sub, waiting)
+        if sub.status == ACTIVE:
+            audit.record(session, now, "web", "subscriber.answers_changed", sub.id)
+            enrollment.sync_subscriber(session, config, sub, now)
+            return "already", sub
+        sub.status = PENDING
     if sub.status == ACTIVE:
         return "already", sub
     if sub.status != PENDING:
         return "invalid", sub
     sub.status = ACTIVE
+    rights.lift_on_new_consent(session, sub.email)  # erased once, back by their own choice
     sub.confirmed_at, sub.confirm_ip = now, ip[:64]
     sub.unsubscribed_at = sub.withdrawn_at = sub.paused_until = None
     audit.record(session, now, "web", "subscriber.confirmed", sub.id)
@@ -250,30 +336,41 @@ def rejoin_campaign(
 
 
 def purge_pending(session: Session, now: datetime, ttl: timedelta) -> tuple[int, int]:
-    """Unconfirmed signups older than `ttl`: never-confirmed ones are deleted, and
-    former subscribers who asked again but never confirmed go back to unsubscribed.
-    Returns (deleted, reverted)."""
+    """Unconfirmed signups older than `ttl`: never-confirmed subscribers are deleted,
+    and waiting re-signups (pending changes) are discarded, so the person stays as
+    they were. Returns (deleted, discarded)."""
     cutoff = now - ttl
+    expired = session.execute(
+        delete(PendingChange).where(PendingChange.created_at <= cutoff)
+    ).rowcount  # type: ignore[attr-defined]
     stale = list(
         session.scalars(
             select(Subscriber).where(
                 Subscriber.status == PENDING,
                 or_(Subscriber.consent_at.is_(None), Subscriber.consent_at <= cutoff),
                 Subscriber.created_at <= cutoff,
+                # the week counts from the confirmation email, which for a big import
+                # may wait in the queue (hourly cap) for longer than that
+                Subscriber.id.not_in(
+                    select(QueuedMail.subscriber_id).where(
+                        QueuedMail.subscriber_id.is_not(None),
+                        or_(QueuedMail.status == QUEUED, QueuedMail.sent_at > cutoff),
+                    )
+                ),
             )
         )
     )
-    deleted = reverted = 0
+    deleted = 0
     for sub in stale:
         if sub.confirmed_at is None:
             audit.record(session, now, "drip", "subscriber.purged", sub.id, reason="unconfirmed")
             session.delete(sub)
             deleted += 1
-        else:
+        else:  # a re-signup stored before pending changes existed (schema 0001)
             sub.status = UNSUBSCRIBED
             audit.record(session, now, "drip", "signup.expired", sub.id)
-            reverted += 1
-    return deleted, reverted
+            expired += 1
+    return deleted, expired
 
 
 def active_enrollments(session: Session, sub: Subscriber) -> int:

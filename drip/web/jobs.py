@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from .. import rights
 from ..locking import LockBusy, SendLock
 from ..sender import Sender, Summary
 from ..transport import DeliveryError
@@ -67,7 +68,11 @@ def scheduled_run(services: Services) -> None:
 def purge(services: Services) -> tuple[int, int]:
     with Session(services.engine) as session:
         counts = flows.purge_pending(session, services.now(), services.options.pending_ttl)
+        # [privacy] keep_after_unsubscribe: answers and names of people who left
+        retired = rights.purge_expired(session, services.config, services.now(), services.actor)
         session.commit()
+    if retired:
+        log.info("purged the answers and names of %d people who left", retired)
     if any(counts):
-        log.info("purged %d unconfirmed signups, %d expired re-signups", *counts)
+        log.info("purged %d unconfirmed signups, discarded %d expired re-signups", *counts)
     return counts

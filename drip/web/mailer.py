@@ -1,13 +1,17 @@
-"""The two transactional emails the web side sends itself (not the Sender's drip).
+"""The transactional emails the web side queues itself (not the Sender's drip).
 
 - confirm: the double opt-in link. It echoes nothing the form received (no name,
   no symptoms), so a bot that signs up a stranger can make it say nothing.
 - already: to an address that is already subscribed, a link to its preferences,
   so the signup page can answer the same way whether or not an address is known.
 
+- fresh: a new preferences link, asked for from an old one (the old link no
+  longer shows answers; the new one goes only to the address's owner).
+
 Each renders `templates/emails/<name>.mjml` through the clinic's layout when that
-file exists, else a plain built-in message. Neither carries List-Unsubscribe:
-transactional mail is exempt from one-click (Gmail, Yahoo rules).
+file exists, else a plain built-in message. None carries List-Unsubscribe:
+transactional mail is exempt from one-click (Gmail, Yahoo rules). They are
+rendered in the request and queued (drip/mailqueue.py); a worker sends them.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import logging
 import secrets
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
+from .. import audit, mailqueue
 from ..config import Step
 from ..message import Envelope, compose
-from ..models import Subscriber
+from ..models import PENDING, QueuedMail, Subscriber
 from ..render import RenderedEmail, TemplateProblem, subscriber_context
 from ..tokens import CONFIRM, links
-from ..transport import DeliveryError
 from .services import Services
 
 log = logging.getLogger("drip.web")
@@ -42,6 +48,14 @@ ALREADY_STEP = Step(
     delay=timedelta(0),
 )
 
+FRESH_STEP = Step(
+    key="fresh",
+    subject="Your link to change your emails",
+    preheader="A new link, as you asked",
+    template="fresh_link",
+    delay=timedelta(0),
+)
+
 _BUILTIN = {
     "confirm": (
         "Please confirm that you want emails from {clinic}.",
@@ -56,15 +70,25 @@ _BUILTIN = {
         "preferences_url",
         "If this was not you, you can ignore this email.",
     ),
+    "fresh": (
+        "Someone (we hope you) asked for a new link to change your topics, pause or stop "
+        "your emails from {clinic}. Here it is.",
+        "Change my emails",
+        "preferences_url",
+        "If this was not you, you can ignore this email. Nothing was changed.",
+    ),
 }
 
 
-def confirm_url(services: Services, sub: Subscriber) -> str:
-    token = services.tokens.make(CONFIRM, sub.public_id)
+def confirm_url(services: Services, sub: Subscriber, change: str | None = None) -> str:
+    payload = f"{sub.public_id}:{change}" if change else sub.public_id
+    token = services.tokens.make(CONFIRM, payload)
     return f"{services.config.clinic.base_url}/confirm/{token}"
 
 
-def render(services: Services, sub: Subscriber, step: Step) -> RenderedEmail:
+def render(
+    services: Services, sub: Subscriber, step: Step, change: str | None = None
+) -> RenderedEmail:
     config = services.config
     context = subscriber_context(
         config,
@@ -72,7 +96,7 @@ def render(services: Services, sub: Subscriber, step: Step) -> RenderedEmail:
         symptoms=set(),
         links=links(services.tokens, config.clinic.base_url, sub.public_id),
     )
-    context["confirm_url"] = confirm_url(services, sub)
+    context["confirm_url"] = confirm_url(services, sub, change)
     if (config.templates_dir / f"{step.template}.mjml").is_file():
         try:
             return services.renderer.render(step, context)
@@ -106,11 +130,13 @@ def _builtin(services: Services, step: Step, context: dict[str, object]) -> Rend
     return RenderedEmail(subject, preheader, body, text + "\n")
 
 
-def send(services: Services, sub: Subscriber, step: Step) -> bool:
-    """Render and send one transactional email; False (logged) if it did not go."""
+def build(
+    services: Services, sub: Subscriber, step: Step, change: str | None = None
+) -> Envelope | None:
+    """The email as bytes, ready for the queue; None (logged) if it cannot be built."""
     clinic = services.config.clinic
     try:
-        email = render(services, sub, step)
+        email = render(services, sub, step, change)
         data = compose(
             clinic,
             sub.email,
@@ -122,17 +148,50 @@ def send(services: Services, sub: Subscriber, step: Step) -> bool:
         )
     except Exception:
         log.exception("could not build the %s email for subscriber %s", step.key, sub.id)
+        return None
+    return Envelope(clinic.from_email, sub.email, data)
+
+
+def queue(
+    services: Services,
+    session: Session,
+    sub: Subscriber,
+    step: Step,
+    change: str | None = None,
+) -> bool:
+    """Render one email and add it to the queue in the caller's transaction.
+
+    False when the mailbox had its share for today (mail bombing) or the email
+    could not be built; the caller shows the same page either way.
+    """
+    now = services.now()
+    if not mailqueue.mailbox_allows(session, sub.email, now, services.options.mail_limits):
+        audit.record(session, now, services.actor, f"email.{step.key}.mailbox_limit", sub.id)
         return False
-    try:
-        transport = services.transport()
-    except (DeliveryError, ValueError) as exc:
-        log.error("no mail transport for the %s email: %s", step.key, exc)
+    envelope = build(services, sub, step, change)
+    if envelope is None:
         return False
-    try:
-        transport.send(Envelope(clinic.from_email, sub.email, data))
-    except DeliveryError as exc:
-        log.error("the %s email to subscriber %s did not go: %s", step.key, sub.id, exc)
-        return False
-    finally:
-        transport.close()
+    mailqueue.enqueue(session, kind=step.key, envelope=envelope, now=now, subscriber_id=sub.id)
     return True
+
+
+def rehearse(services: Services, session: Session, address: str) -> None:
+    """The work of queue() for an address that gets no email (suppressed, bounced),
+    thrown away: the answer then takes as long as for anyone else, so its timing
+    does not tell a stranger which addresses drip knows or has suppressed."""
+    mailqueue.mailbox_allows(session, address, services.now(), services.options.mail_limits)
+    stand_in = Subscriber(public_id=secrets.token_hex(16), email=address, id=0)
+    build(services, stand_in, CONFIRM_STEP)
+
+
+def render_queued(services: Services) -> mailqueue.Render:
+    """Builds queued rows that came without their bytes (an import's confirmations)."""
+
+    def build_row(session: Session, row: QueuedMail) -> Envelope | None:
+        sub = session.get(Subscriber, row.subscriber_id) if row.subscriber_id else None
+        if sub is None or row.kind != CONFIRM_STEP.key or sub.status != PENDING:
+            return None
+        sub.last_confirmation_sent_at = services.now()
+        return build(services, sub, CONFIRM_STEP)
+
+    return build_row

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from ..durations import parse_duration
+from ..mailqueue import LimitsError, MailLimits
+
 
 class OptionsError(ValueError):
     """A web setting in the environment is malformed; the message says which."""
@@ -45,6 +48,15 @@ class WebOptions:
     # seconds a confirmation waits for a running `drip send` before leaving the
     # urgent email to the next scheduled run
     send_lock_wait: float = 3.0
+    # mail bombing: emails per mailbox per day, and per hour for the whole site
+    mail_limits: MailLimits = field(default_factory=MailLimits)
+    # a preferences link older than this asks for a fresh one by email first
+    preferences_max_age: timedelta = timedelta(days=30)
+    # the mail worker wakes at once on a new email, and also every this many seconds
+    mail_poll_seconds: float = 5.0
+    # a signup's answer never comes sooner than this, so its timing does not tell
+    # whether the address is new, known or suppressed
+    signup_answer_seconds: float = 0.2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> WebOptions:
@@ -56,7 +68,21 @@ class WebOptions:
                 f"(0-10), not {proxies!r}"
             )
         origins = parse_origins(env.get("DRIP_EMBED_ORIGINS", ""))
-        return cls(trusted_proxies=int(proxies), embed_origins=origins)
+        try:
+            limits = MailLimits.from_env(env)
+        except LimitsError as exc:
+            raise OptionsError(str(exc)) from None
+        max_age = env.get("DRIP_PREFERENCES_LINK_MAX_AGE", "").strip()
+        try:
+            age = parse_duration(max_age) if max_age else cls.preferences_max_age
+        except ValueError as exc:
+            raise OptionsError(f"DRIP_PREFERENCES_LINK_MAX_AGE: {exc}") from None
+        return cls(
+            trusted_proxies=int(proxies),
+            embed_origins=origins,
+            mail_limits=limits,
+            preferences_max_age=age,
+        )
 
 
 def parse_origins(text: str) -> frozenset[str]:

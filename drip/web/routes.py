@@ -7,6 +7,7 @@ ever sent carries them (tokens.links).
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,7 @@ from werkzeug.wrappers import Response
 from .. import audit, newsletters
 from ..models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
 from ..tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, TokenError
-from . import flows, jobs, mailer
+from . import flows, mailer
 from .advice import Advice, advice_for, every_advice
 from .app import message_page
 from .consent import PRIVACY_NOTICE, consent_text, consent_version
@@ -145,7 +146,7 @@ def signup_page(form: SignupForm | None, status: int = 200, notice: str = "") ->
 
 @bp.route("/subscribe", methods=["GET", "POST"])
 def subscribe() -> Page:
-    if request.method == "GET":
+    if request.method != "POST":
         return signup_page(None)
     svc = services()
     config = svc.config
@@ -170,15 +171,27 @@ def subscribe() -> Page:
         )
     if not form.ok:
         return signup_page(form, 400)
+    started = time.monotonic()
     if limits["address"].hit(form.clean_email):
         _store_and_mail(svc, form)
     else:
         log.info("signup attempts limit reached for one address; no email this time")
-    return render_template("check_inbox.html", advice=advice)
+    page = render_template("check_inbox.html", advice=advice)
+    # new, known or suppressed: the answer takes the same time (no mail server is
+    # involved, so the work is small and this floor hides what difference is left)
+    rest = svc.options.signup_answer_seconds - (time.monotonic() - started)
+    if rest > 0:
+        time.sleep(rest)
+    return page
 
 
 def _store_and_mail(svc: Services, form: SignupForm) -> None:
-    """Save the signup and send the one email it calls for, at most once per window."""
+    """Save the signup and queue the one email it calls for, at most once per window.
+
+    The request never talks to the mail server: the email is queued in the same
+    transaction and the worker sends it. Every branch does the same kind of work
+    (a lookup, a write, a commit), so the time taken says nothing about the address.
+    """
     config = svc.config
     consent = flows.Consent(
         client_ip(), user_agent(), consent_version(config), consent_text(config)
@@ -186,29 +199,32 @@ def _store_and_mail(svc: Services, form: SignupForm) -> None:
     for attempt in (1, 2):  # a concurrent signup for the same new address wins the insert
         with Session(svc.engine, expire_on_commit=False) as session:
             now = svc.now()
+            queued = False
             try:
-                sub, mail = flows.start_signup(session, config, form, consent, now)
+                signup = flows.start_signup(session, config, form, consent, now)
+                sub = signup.sub
+                if (
+                    sub is not None
+                    and signup.mail
+                    and flows.claim_mail_slot(session, sub, now, svc.options.confirm_interval)
+                ):
+                    step = (
+                        mailer.CONFIRM_STEP
+                        if signup.mail == flows.CONFIRM_MAIL
+                        else mailer.ALREADY_STEP
+                    )
+                    queued = mailer.queue(svc, session, sub, step, signup.change)
+                else:  # suppressed, refused, or emailed in the last minutes: no email
+                    mailer.rehearse(svc, session, form.clean_email)
                 session.commit()
             except IntegrityError:
                 session.rollback()
                 if attempt == 2:
                     raise
                 continue
-            if sub is None or not mail:
-                return
-            previous = sub.last_confirmation_sent_at
-            if not flows.claim_mail_slot(session, sub, now, svc.options.confirm_interval):
-                session.commit()
-                log.info("confirmation email already sent recently to subscriber %s", sub.id)
-                return
-            session.commit()
-            step = mailer.CONFIRM_STEP if mail == flows.CONFIRM_MAIL else mailer.ALREADY_STEP
-            if mailer.send(svc, sub, step):
-                audit.record(session, now, "web", f"email.{step.key}.sent", sub.id)
-            else:
-                flows.release_mail_slot(session, sub, previous)
-            session.commit()
-            return
+        if queued:
+            svc.worker.notify()
+        return
 
 
 # -- tokens ----------------------------------------------------------------------------
@@ -245,27 +261,34 @@ def bad_link() -> tuple[str, int]:
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Page:
     """GET shows a button; only the POST confirms (mail scanners open links too)."""
-    public_id, problem = read_token(CONFIRM, token)
+    payload, problem = read_token(CONFIRM, token)
     if problem is not None:
         return problem
-    assert public_id is not None
+    assert payload is not None
+    public_id, change = flows.split_payload(payload)
     svc = services()
     with Session(svc.engine, expire_on_commit=False) as session:
-        if request.method == "GET":
+        if request.method != "POST":
             sub = flows.by_public_id(session, public_id)
-            state = "pending" if sub is not None and sub.status == PENDING else None
-            if sub is not None and sub.status == ACTIVE:
-                state = "already"
-            if state is None:
+            state = None
+            if sub is not None:
+                if change is not None and flows.pending_change(session, sub, change):
+                    state = "pending"
+                elif sub.status == ACTIVE:
+                    state = "already"
+                elif change is None and sub.status == PENDING:
+                    state = "pending"
+            if state is None or sub is None:
                 return used_link()
             return render_template("confirm.html", state=state, sub=sub, links=_links(sub))
-        result, sub = flows.confirm(session, svc.config, public_id, svc.now(), client_ip())
+        result, sub = flows.confirm(
+            session, svc.config, public_id, svc.now(), client_ip(), change=change
+        )
         session.commit()
     if result == "invalid" or sub is None:
         return used_link()
-    if result == "confirmed":
-        # the urgent email (red flags) and a first step due now go at once
-        jobs.send_due(svc, only_subscriber=sub.id, wait=svc.options.send_lock_wait)
+    # the urgent email (red flags) and a first step due now go at once, off this thread
+    svc.worker.notify(sub.id)
     return render_template("confirm.html", state=result, sub=sub, links=_links(sub))
 
 
@@ -298,7 +321,7 @@ def unsubscribe(token: str) -> Page:
     assert public_id is not None
     svc = services()
     with Session(svc.engine, expire_on_commit=False) as session:
-        if request.method == "GET":
+        if request.method != "POST":
             sub = flows.by_public_id(session, public_id)
             if sub is None or sub.status == UNSUBSCRIBED or sub.withdrawn_at:
                 return render_template("unsubscribed.html")
@@ -314,11 +337,13 @@ def unsubscribe(token: str) -> Page:
 
 @bp.route("/p/<token>", methods=["GET", "POST"])
 def preferences(token: str) -> Page:
-    public_id, problem = read_token(PREFERENCES, token)
-    if problem is not None:
-        return problem
-    assert public_id is not None
+    if len(token) > MAX_TOKEN:
+        return bad_link()
     svc = services()
+    try:
+        public_id, issued = svc.tokens.read_issued(PREFERENCES, token)
+    except TokenError:
+        return bad_link()
     config = svc.config
     with Session(svc.engine, expire_on_commit=False) as session:
         sub = flows.by_public_id(session, public_id)
@@ -329,7 +354,11 @@ def preferences(token: str) -> Page:
                 410,
                 signup_link=True,
             )
-        if request.method == "GET" or sub.status != ACTIVE:
+        max_age = svc.options.preferences_max_age
+        if issued is None or svc.now() - issued > max_age:
+            # an old link (perhaps forwarded): answers only behind a fresh one
+            return _fresh_link(svc, session, sub, max_age.days)
+        if request.method != "POST" or sub.status != ACTIVE:
             return preferences_page(session, sub, token, done=request.args.get("done", ""))
         if not csrf_ok():
             return preferences_page(
@@ -363,7 +392,7 @@ def preferences(token: str) -> Page:
             )
             session.commit()
             if new_flags:
-                jobs.send_due(svc, only_subscriber=sub.id, wait=svc.options.send_lock_wait)
+                svc.worker.notify(sub.id)  # the urgent email, off this thread
                 return render_template(
                     "check_inbox.html", advice=advice_for(config, new_flags), saved=True
                 )
@@ -399,6 +428,27 @@ def preferences(token: str) -> Page:
             )
         session.commit()
     return redirect(url_for("drip.preferences", token=token, done=done), 303)
+
+
+def _fresh_link(svc: Services, session: Session, sub: Subscriber, days: int) -> Page:
+    """The page for an old preferences link: no answers, a button that emails the
+    address's owner a fresh link, and the unsubscribe link (which always works)."""
+    unsubscribe = _links(sub)["unsubscribe"]
+    if request.method != "POST":
+        return render_template("fresh_link.html", days=days, unsubscribe=unsubscribe, sent=False)
+    if not csrf_ok() or read_choice(request.form, "action", ("fresh",)) is None:
+        return render_template("fresh_link.html", days=days, unsubscribe=unsubscribe, sent=False)
+    now = svc.now()
+    queued = False
+    if sub.status in (ACTIVE, PENDING) and flows.claim_mail_slot(
+        session, sub, now, svc.options.confirm_interval
+    ):
+        queued = mailer.queue(svc, session, sub, mailer.FRESH_STEP)
+    audit.record(session, now, "web", "preferences.fresh_link_asked", sub.id, queued=queued)
+    session.commit()
+    if queued:
+        svc.worker.notify()
+    return render_template("fresh_link.html", days=days, unsubscribe=unsubscribe, sent=True)
 
 
 def preferences_page(

@@ -23,16 +23,22 @@ def utc_now() -> datetime:
 class Services:
     config: Config
     engine: Engine
-    secret: str
+    secret: str = field(repr=False)
     transport_factory: Callable[[], Transport]
     clock: Callable[[], datetime] = utc_now
     options: WebOptions = field(default_factory=WebOptions)
     actor: str = "web"
     # DKIM (drip/dkim.py): applied to every email the web side sends
     sign: Callable[[bytes], bytes] | None = None
+    # keys that signed links already sent (DRIP_OLD_SECRET_KEYS): verify only
+    old_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        self.tokens = Tokens(self.secret)
+        from .worker import MailWorker  # imports jobs, which imports this module
+
+        self.tokens = Tokens(self.secret, self.old_secrets, clock=self.clock)
+        # started by `drip serve`/`drip run`; tests drive it with run_once()
+        self.worker = MailWorker(self, self.options.mail_poll_seconds)
         self.renderer = Renderer(self.config.templates_dir)
 
     def now(self) -> datetime:

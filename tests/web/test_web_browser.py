@@ -246,6 +246,13 @@ def test_one_click_post_with_raw_http_and_no_cookies(served, sink):
     assert "raw@example.org\tunsubscribed" in project.run("subscribers", "list").stdout
 
 
+def wait_for_messages(live, count: int, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while len(live.catcher.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(live.catcher.messages) >= count
+
+
 def test_the_demo_in_a_browser_sign_up_confirm_fast_forward_unsubscribe(browser, tmp_path):
     from drip.demo import LiveDemo
 
@@ -262,6 +269,8 @@ def test_the_demo_in_a_browser_sign_up_confirm_fast_forward_unsubscribe(browser,
         page.get_by_label("Leg cramps at night").check()
         page.get_by_label("I agree that Test Vein Clinic").check()
         page.get_by_role("button", name="Sign me up").click()
+        page.get_by_role("heading", name="Check your inbox").wait_for()
+        wait_for_messages(live, 1)  # the mail worker sends it just after the page answers
         page.goto(f"{live.url}/demo/mail")
         frame = page.frame_locator("iframe")
         frame.locator('a[href*="/confirm/"]').first.click()

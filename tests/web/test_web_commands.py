@@ -67,7 +67,7 @@ def test_purge_pending_deletes_unconfirmed_signups_after_a_week(web: Web):
     assert page.status_code == 410
 
 
-def test_purge_returns_an_unconfirmed_re_signup_to_unsubscribed(web: Web):
+def test_purge_discards_an_unconfirmed_re_signup(web: Web):
     from drip.tokens import UNSUBSCRIBE
 
     web.signup("again@example.org")
@@ -75,11 +75,15 @@ def test_purge_returns_an_unconfirmed_re_signup_to_unsubscribed(web: Web):
     sub = web.subscriber("again@example.org")
     web.client.post(f"/u/{web.services.tokens.make(UNSUBSCRIBE, sub.public_id)}")
     web.clock.advance(days=1)
-    web.signup("again@example.org")
-    assert web.subscriber("again@example.org").status == "pending"
+    web.signup("again@example.org", symptoms=("heavy_legs",))
+    link = web.confirm_path("again@example.org")
+    assert web.subscriber("again@example.org").status == "unsubscribed"  # until confirmed
     later = (web.clock.now + timedelta(days=8)).isoformat()
     result = web.project.cli("subscribers", "purge-pending", "--now", later)
-    assert "1 expired re-signup(s)" in result.output
+    assert "1 expired re-signup(s) discarded" in result.output
+    sub = web.subscriber("again@example.org")
+    assert sub.status == "unsubscribed" and sub.symptom_keys == {"night_cramps"}
+    assert web.client.post(link).status_code == 410  # that change is gone
     assert web.subscriber("again@example.org").status == "unsubscribed"
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import time
+import re
+from datetime import timedelta
 
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+import pytest
+from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from web_fixtures import Web, web_fixture  # noqa: F401
+from web_fixtures import Web, body_text, web_fixture  # noqa: F401
 
 from drip.models import AuditEntry, Enrollment
 from drip.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE
+from drip.web.options import OptionsError, WebOptions
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -91,16 +94,12 @@ def test_expired_and_reused_confirmation_links_change_nothing(web: Web):
     web.signup("late@example.org")
     sub = web.subscriber("late@example.org")
 
-    class EightDaysAgo(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - 8 * 24 * 3600
-
-    old = URLSafeTimedSerializer(
-        web.project.env["DRIP_SECRET_KEY"], salt=CONFIRM, signer=EightDaysAgo
-    ).dumps(sub.public_id)
+    old = web.services.tokens.make(CONFIRM, sub.public_id)
+    web.clock.advance(days=8)
     page = web.client.post(f"/confirm/{old}")
     assert page.status_code == 410 and "This link has expired" in page.text
     assert web.subscriber("late@example.org").status == "pending"
+    web.clock.advance(days=-8)
 
     link = web.confirm_path("late@example.org")
     assert web.client.post(link).status_code == 200
@@ -181,3 +180,42 @@ def test_preferences_need_the_form_token(web: Web):
     page = web.client.post(url, data={"action": "stop"})
     assert page.status_code == 400 and "open too long" in page.text
     assert web.subscriber("pat@example.org").status == "active"
+
+
+def test_an_old_preferences_link_shows_no_answers_and_emails_a_fresh_one(web: Web):
+    pid = active(web, symptoms=("night_cramps",))
+    url, _form = prefs(web, pid)
+    assert 'value="night_cramps" checked' in web.client.get(url).text
+    web.clock.advance(days=31)  # DRIP_PREFERENCES_LINK_MAX_AGE, default 30 days
+    old = web.client.get(url)
+    assert old.status_code == 200 and "This link is old" in old.text
+    assert "night_cramps" not in old.text and "Pat" not in old.text
+    assert "/u/" in old.text  # unsubscribing still works from here
+    # any change through the old link is refused, without showing anything
+    form = web.form(url)
+    before = len(web.sink.received)
+    stop = web.client.post(url, data={**form, "action": "stop"})
+    assert "This link is old" in stop.text and web.subscriber("pat@example.org").status == "active"
+    assert len(web.sink.received) == before
+    asked = web.client.post(url, data={**form, "action": "fresh"})
+    assert asked.status_code == 200 and "Check your inbox" in asked.text
+    fresh = web.sink.received[-1]
+    assert fresh.recipient == "pat@example.org" and "List-Unsubscribe" not in fresh.data.decode()
+    found = re.search(r"https://clinic\.test(/p/[A-Za-z0-9_.\-]+)", body_text(fresh))
+    assert found and found.group(1) != url
+    assert 'value="night_cramps" checked' in web.client.get(found.group(1)).text
+
+
+def test_links_made_before_links_carried_a_time_count_as_old(web: Web):
+    pid = active(web)
+    legacy = URLSafeSerializer(web.project.env["DRIP_SECRET_KEY"], salt=PREFERENCES).dumps(pid)
+    page = web.client.get(f"/p/{legacy}")
+    assert page.status_code == 200 and "This link is old" in page.text
+
+
+def test_the_preferences_link_age_is_configurable():
+    assert WebOptions.from_env({"DRIP_PREFERENCES_LINK_MAX_AGE": "7d"}).preferences_max_age == (
+        timedelta(days=7)
+    )
+    with pytest.raises(OptionsError, match="DRIP_PREFERENCES_LINK_MAX_AGE"):
+        WebOptions.from_env({"DRIP_PREFERENCES_LINK_MAX_AGE": "soon"})

@@ -121,7 +121,7 @@ def test_resubscribing_resumes_without_resending(web: Web):
     assert web.client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
     web.clock.advance(days=1)
     web.signup("back@example.org")
-    assert web.subscriber("back@example.org").status == "pending"
+    assert web.subscriber("back@example.org").status == "unsubscribed"  # until confirmed
     web.client.post(web.confirm_path("back@example.org"))
     sub = web.subscriber("back@example.org")
     assert sub.status == "active" and sub.unsubscribed_at is None and sub.withdrawn_at is None
