@@ -626,7 +626,9 @@ def test_shipped_series_passes_drip_check_with_every_gate_on(shipped):
     assert ("newsletter", "2026-12-travel") in [(c, s) for c, s, _, _ in grades]
     for _campaign, _step, grade, words in grades:
         assert float(grade) <= 8.0
-        assert 100 <= int(words) <= 700
+        # `drip check` reports each email's longest version: a patient with every
+        # answer ticked, who also gets every safety caution (docs/safety.md)
+        assert 100 <= int(words) <= 850
 
 
 def _all_symptoms() -> tuple[str, ...]:
