@@ -32,7 +32,13 @@ from . import audit
 from .message import Envelope
 from .models import QueuedMail
 from .subscribers import suppress
-from .transport import PermanentFailure, TemporaryFailure, Transport, TransportUnavailable
+from .transport import (
+    InDoubt,
+    PermanentFailure,
+    TemporaryFailure,
+    Transport,
+    TransportUnavailable,
+)
 
 QUEUED, SENDING, SENT, FAILED, IN_DOUBT = "queued", "sending", "sent", "failed", "in_doubt"
 URGENT, NORMAL = 0, 1
@@ -207,12 +213,18 @@ def deliver_queued(
             except PermanentFailure as exc:
                 row.status, row.error = FAILED, str(exc)[:2000]
                 counts.failed += 1
-                if exc.recipient and not exc.is_policy:
+                if exc.bounce:  # the mailbox does not exist (replies.names_the_mailbox)
                     suppress(session, row.recipient, "hard-bounce", now)
                 else:
                     rejections += 1
                     if rejections >= MAX_CONSECUTIVE_REJECTIONS:
                         counts.stopped = f"{rejections} emails in a row refused (last: {exc})"
+            except InDoubt as exc:
+                # the whole message went and the line dropped before the answer: the
+                # server may have it, so it is never resent silently
+                row.status, row.error = IN_DOUBT, str(exc)[:2000]
+                counts.in_doubt_new += 1
+                audit.record(session, now, actor, "email.in_doubt", row.subscriber_id, ref=row.ref)
             except TransportUnavailable as exc:
                 # never reached the server: back in the queue, uncounted
                 row.status, row.attempts, row.error = QUEUED, row.attempts - 1, str(exc)

@@ -253,3 +253,49 @@ def test_a_421_drops_that_connection_and_the_run_goes_on(project, relay):
     counts = summary(result.output)
     assert counts["sent"] == 5 and counts["deferred"] == 1, result.output
     assert relay.connections == 2  # a fresh connection after the 421
+
+
+# -- the web pages' mail queue goes through the same table ----------------------------
+
+
+@pytest.mark.parametrize(
+    "script,status,suppressed_after",
+    [
+        ({"rcpt": "550 5.1.1 No such user"}, "failed", 1),
+        ({"rcpt": "550 Relaying denied"}, "failed", 0),
+        ({"end": "hangup"}, "in_doubt", 0),
+        ({"rcpt": "451 4.3.0 Try later"}, "queued", 0),
+    ],
+)
+def test_queued_web_mail_follows_the_outcome_table(
+    project, relay, script, status, suppressed_after
+):
+    from datetime import UTC, datetime
+
+    from drip import db, mailqueue
+    from drip.message import Envelope
+    from drip.models import QueuedMail
+
+    now = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
+    engine = db.make_engine(project.database_url)
+    db.ensure_schema(engine)
+    with Session(engine) as session:
+        message = b"From: care@clinic.example\r\nTo: pat@example.org\r\nSubject: x\r\n\r\nhello\r\n"
+        mailqueue.enqueue(
+            session,
+            kind="confirm",
+            envelope=Envelope("care@clinic.example", "pat@example.org", message),
+            now=now,
+            subscriber_id=None,
+        )
+        session.commit()
+    relay.script.update(script)
+    from drip.transport import SMTPTransport
+
+    with SMTPTransport.from_url(relay.url) as transport:
+        counts = mailqueue.deliver_queued(engine, transport, lambda: now)
+    assert counts.stopped is None
+    with Session(engine) as session:
+        (row,) = session.scalars(select(QueuedMail))
+        assert row.status == status, row.error
+    assert suppressed(project) == suppressed_after
