@@ -204,7 +204,7 @@ def release_leases(session: Session, run_id: str) -> None:
     session.connection().execute(_RELEASE, {"b_run": run_id})
 
 
-_AUDIT = insert(AuditEntry.__table__)
+_AUDIT = insert(AuditEntry)
 
 
 def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:

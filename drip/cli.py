@@ -299,7 +299,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     try:
         with (
             SendLock(app.engine, wait=wait) as lock,
-            transport or contextlib.nullcontext(),
+            contextlib.closing(transport) if transport else contextlib.nullcontext(),
             Progress.for_terminal() or contextlib.nullcontext() as progress,
         ):
             if progress is not None:

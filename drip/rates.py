@@ -122,6 +122,6 @@ def failure_reasons(session: Session, most: int = 10) -> list[tuple[str, int]]:
     for (error,) in session.execute(
         select(Delivery.error).where(Delivery.status == "failed", Delivery.error.is_not(None))
     ):
-        reason = re.sub(r"<[^>]*>|\S+@\S+", "<>", error.splitlines()[0])[:120]
+        reason = re.sub(r"<[^>]*>|\S+@\S+", "<>", (error or "").splitlines()[0])[:120]
         counts[reason] = counts.get(reason, 0) + 1
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:most]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, claims, enrollment, newsletters
@@ -836,7 +836,7 @@ def _audit(at: datetime, actor: str, action: str, job: Job, **detail: object) ->
     }
 
 
-def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[object, ...]:
+def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[ColumnElement[bool], ...]:
     """The WHERE clauses naming one delivery row by its unique key."""
     return (
         Delivery.subscriber_id == subscriber_id,
@@ -874,7 +874,8 @@ def sweep_in_doubt(session: Session, now: datetime, run_id: str = "") -> int:
     leased = set(
         session.scalars(select(Enrollment.leased_by).where(Enrollment.leased_by.is_not(None)))
     )
-    dead = dead_runs(session, {r.run_id or "" for r in claimed} | leased, run_id)
+    runs = {r.run_id or "" for r in claimed} | {run for run in leased if run}
+    dead = dead_runs(session, runs, run_id)
     rows = [r for r in claimed if (r.run_id or "") in dead]
     if dead:
         session.execute(

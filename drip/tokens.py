@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from itsdangerous import (
     BadData,
@@ -51,7 +52,7 @@ class Tokens:
         # itsdangerous signs with the last key and verifies with any of them
         self._keys: list[str] = [*(k for k in old_secrets if k != secret), secret]
         self._signer: type[TimestampSigner] = TimestampSigner
-        self._makers: dict[str, URLSafeSerializer] = {}
+        self._makers: dict[str, Any] = {}  # a serializer per purpose, built once
         if clock is not None:  # an injected clock stamps and ages links (tests, --now)
             now = clock
 
