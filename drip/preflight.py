@@ -16,7 +16,6 @@ from importlib.metadata import PackageNotFoundError, version
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from .checks import check_config
 from .config import Config
 from .models import Meta
 from .render import Renderer
@@ -43,6 +42,8 @@ def preflight(config: Config, engine: Engine, renderer: Renderer) -> list[str]:
         passed = session.get(Meta, VERDICT_KEY)
         if passed is not None and passed.value == print_:
             return []
+        from .checks import check_config  # only when something changed: it is not small
+
         problems = check_config(config, renderer, readability=False).problems
         if not problems:
             session.merge(Meta(key=VERDICT_KEY, value=print_))
