@@ -180,7 +180,7 @@ def _audience(conn: Connection, campaign_key: str, rule: Any, now: datetime) -> 
     conn.execute(  # join: starts now
         text(
             f"""INSERT INTO enrollments (subscriber_id, campaign_key, started_at, state)
-            SELECT s.id, :c, :now, '{ENROLLED}' FROM subscribers s
+            SELECT s.id, CAST(:c AS VARCHAR(64)), :now, '{ENROLLED}' FROM subscribers s
             WHERE s.status = '{ACTIVE}' AND {match}
               AND NOT EXISTS (SELECT 1 FROM enrollments e
                               WHERE e.subscriber_id = s.id AND e.campaign_key = :c)"""
@@ -359,7 +359,8 @@ def _skip_inserted(conn: Connection, dialect: str, now: datetime) -> None:
         text(
             f"""INSERT INTO deliveries (subscriber_id, campaign_key, step_key, status, ref,
                                         attempts, error, created_at, updated_at)
-            SELECT p.sid, p.ckey, st.step_key, '{SKIPPED}', {ref}, 0, :reason, :now, :now
+            SELECT p.sid, p.ckey, st.step_key, '{SKIPPED}', {ref}, 0, CAST(:reason AS TEXT),
+                   :now, :now
             FROM drip_rp_plan p
             JOIN drip_rp_steps st ON st.campaign_key = p.ckey AND st.pos < p.pos
             WHERE p.pos > 0 AND NOT EXISTS (

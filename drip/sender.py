@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -241,29 +242,33 @@ class Sender:
     # -- plan ------------------------------------------------------------------------
 
     def _planned(self, session: Session, only_subscriber: int | None) -> Iterator[list[Job]]:
-        """Batches of jobs: due enrollments, keyset-paginated so memory stays flat."""
-        last_id = 0
-        while self.summary.stopped is None and not self.summary.limit_reached:
+        """Batches of jobs: the enrollments due when the run starts, each visited once.
+
+        Finding them costs what is due, not the list's size: one range scan of the
+        (state, next_due_at, id) index for their ids (8 bytes each), then each
+        batch by primary key. A step that falls due during the run waits for the
+        next run, so nobody gets two emails of one campaign in one run.
+        """
+        due = due_enrollments(session, self.clock(), only_subscriber)
+        for start in range(0, len(due), self.batch_size):
+            if self.summary.stopped is not None or self.summary.limit_reached:
+                return
             now = self.clock()
             query = (
                 select(Enrollment, Subscriber)
                 .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
                 .where(
+                    Enrollment.id.in_(due[start : start + self.batch_size].tolist()),
                     Enrollment.state == ENROLLED,
                     Enrollment.next_due_at <= now,
-                    Enrollment.id > last_id,
                     Subscriber.status == ACTIVE,
                     or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
                 )
                 .order_by(Enrollment.id)
-                .limit(self.batch_size)
             )
-            if only_subscriber is not None:
-                query = query.where(Subscriber.id == only_subscriber)
             batch = [(e, s) for e, s in session.execute(query)]
             if not batch:
-                return
-            last_id = batch[-1][0].id
+                continue
             jobs = self._plan_batch(session, batch, now)
             self._commit()  # skips and waiting steps, before anything is claimed
             session.expunge_all()  # keep memory flat however many are due
@@ -641,6 +646,24 @@ def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[object,
         Delivery.campaign_key == campaign.key,
         Delivery.step_key == step.key,
     )
+
+
+def due_enrollments(session: Session, now: datetime, only_subscriber: int | None = None) -> array:
+    """The ids of the enrollments due at `now`, oldest due first, as a compact array."""
+    if only_subscriber is not None:  # a handful of rows, by that subscriber's own index
+        rows = session.connection().execute(
+            select(Enrollment.id, Enrollment.state, Enrollment.next_due_at)
+            .where(Enrollment.subscriber_id == only_subscriber)
+            .order_by(Enrollment.id)
+        )
+        return array("q", (i for i, state, at in rows if state == ENROLLED and at and at <= now))
+    query = (
+        select(Enrollment.id)
+        .where(Enrollment.state == ENROLLED, Enrollment.next_due_at <= now)
+        .order_by(Enrollment.next_due_at, Enrollment.id)  # the index's own order: no sort
+    )
+    # through the Core connection: rows stream from the cursor into the array
+    return array("q", (eid for (eid,) in session.connection().execute(query)))
 
 
 def count_due(engine: Engine, now: datetime) -> int:

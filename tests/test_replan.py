@@ -9,6 +9,8 @@ steps must be recorded as skipped.
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from drip import db, enrollment
@@ -169,8 +171,7 @@ def histories(draw):
     return people, enrolled, delivered
 
 
-def seed(path: Path, people, enrolled, delivered) -> None:
-    engine = db.make_engine(f"sqlite:///{path}")
+def seed(engine, people, enrolled, delivered) -> None:
     with Session(engine) as session:
         for p in people:
             session.execute(
@@ -195,11 +196,9 @@ def seed(path: Path, people, enrolled, delivered) -> None:
         if delivered:
             session.execute(insert(Delivery), delivered)
         session.commit()
-    engine.dispose()
 
 
-def outcome(path: Path):
-    engine = db.make_engine(f"sqlite:///{path}")
+def outcome(engine):
     with Session(engine) as session:
         plans = {
             (e.subscriber_id, e.campaign_key): (
@@ -219,8 +218,20 @@ def outcome(path: Path):
             )
             for d in session.scalars(select(Delivery))
         }
-    engine.dispose()
     return plans, rows
+
+
+def replan_both(each, sql, config, history) -> None:
+    """Seed both databases alike, re-plan one per subscriber and one set-based, compare."""
+    for engine, replan in ((each, enrollment.replan_each), (sql, replan_all)):
+        seed(engine, *history)
+        with Session(engine) as session:
+            replan(session, config, NOW)
+            session.commit()
+    plans_each, rows_each = outcome(each)
+    plans_sql, rows_sql = outcome(sql)
+    assert plans_sql == plans_each
+    assert rows_sql == rows_each
 
 
 @settings(
@@ -232,19 +243,57 @@ def outcome(path: Path):
 def test_set_based_replan_equals_the_per_subscriber_logic(migrated, tmp_path, config, history):
     folder = tmp_path / f"ex{len(list(tmp_path.iterdir()))}"
     folder.mkdir()
-    each, sql = folder / "each.db", folder / "sql.db"
-    shutil.copy(migrated, each)
-    seed(each, *history)
-    shutil.copy(each, sql)
+    engines = []
+    for name in ("each.db", "sql.db"):
+        shutil.copy(migrated, folder / name)
+        engines.append(db.make_engine(f"sqlite:///{folder / name}"))
+    try:
+        replan_both(*engines, config, history)
+    finally:
+        for engine in engines:
+            engine.dispose()
 
-    for path, replan in ((each, enrollment.replan_each), (sql, replan_all)):
-        engine = db.make_engine(f"sqlite:///{path}")
-        with Session(engine) as session:
-            replan(session, config, NOW)
-            session.commit()
+
+@pytest.fixture(scope="module")
+def postgres_pair():
+    """Two fresh PostgreSQL databases (DRIP_TEST_POSTGRES_URL, as .ci/run sets it)."""
+    url = os.environ.get("DRIP_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set DRIP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+    import psycopg
+
+    names = [f"drip_replan_{secrets.token_hex(5)}" for _ in range(2)]
+    engines = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"CREATE DATABASE {name}")
+    for name in names:
+        engine = db.make_engine(url.rsplit("/", 1)[0] + f"/{name}")
+        db.ensure_schema(engine)
+        engines.append(engine)
+    yield engines
+    for engine in engines:
         engine.dispose()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-    plans_each, rows_each = outcome(each)
-    plans_sql, rows_sql = outcome(sql)
-    assert plans_sql == plans_each
-    assert rows_sql == rows_each
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(config=configs(), history=histories())
+def test_set_based_replan_equals_the_per_subscriber_logic_on_postgresql(
+    postgres_pair, config, history
+):
+    for engine in postgres_pair:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "TRUNCATE subscribers, subscriber_symptoms, enrollments, deliveries, meta "
+                    "RESTART IDENTITY CASCADE"
+                )
+            )
+    replan_both(*postgres_pair, config, history)
