@@ -43,7 +43,7 @@ ZONES = ("America/Chicago", "America/New_York", "Europe/London", "UTC")
 CHUNK = 20_000
 
 
-def seed(folder: Path, total: int, due: int) -> dict[str, float]:
+def seed(folder: Path, total: int, due: int, url: str | None = None) -> dict[str, float]:
     """`total` subscribers; the first `due` are due now, the rest got their welcome."""
     from sqlalchemy import insert
     from sqlalchemy.orm import Session
@@ -54,8 +54,7 @@ def seed(folder: Path, total: int, due: int) -> dict[str, float]:
 
     shutil.copy(FIXTURE / "campaigns.toml", folder / "campaigns.toml")
     shutil.copytree(FIXTURE / "templates", folder / "templates")
-    path = folder / "drip.db"
-    engine = db.make_engine(f"sqlite:///{path}")
+    engine = db.make_engine(url or f"sqlite:///{folder / 'drip.db'}")
     db.ensure_schema(engine)
     config = load_config(folder / "campaigns.toml")
     with Session(engine) as session:

@@ -77,6 +77,9 @@ def replan_all(session: Session, config: Config, now: datetime) -> int:
         _audience(conn, campaign.key, campaign.audience, now)
     _plan(conn, dialect, config)
     _fill_windows(conn, windows)
+    if dialect == "postgresql":  # temporary tables get no statistics by themselves
+        for name in ("drip_rp_steps", "drip_rp_plan", "drip_rp_windows"):
+            conn.execute(text(f"ANALYZE {name}"))
     _apply(conn)
     _skip_inserted(conn, dialect, now)
     _drop_temp(conn)
@@ -223,7 +226,19 @@ def _plan(conn: Connection, dialect: str, config: Config) -> None:
     campaigns = ", ".join(f":k{i}" for i in range(len(config.campaigns))) or "NULL"
     conn.execute(
         text(
-            f"""INSERT INTO drip_rp_plan
+            f"""WITH p AS MATERIALIZED (  -- each position computed once
+              SELECT e.id AS eid, e.subscriber_id AS sid, e.campaign_key AS ckey,
+                     e.started_at AS started_at, s.timezone AS zone,
+                     COALESCE((SELECT MAX(st.pos) FROM deliveries dd
+                               JOIN drip_rp_steps st ON st.campaign_key = dd.campaign_key
+                                                    AND st.step_key = dd.step_key
+                               WHERE dd.subscriber_id = e.subscriber_id
+                                 AND dd.campaign_key = e.campaign_key), -1) AS pos
+              FROM enrollments e JOIN subscribers s ON s.id = e.subscriber_id
+              WHERE s.status = '{ACTIVE}' AND e.state NOT IN ('{LEFT}', '{OPTED_OUT}')
+                AND e.campaign_key IN ({campaigns})
+            )
+            INSERT INTO drip_rp_plan
                 (eid, sid, ckey, pos, zone, state, step_key, candidate, window_id)
             SELECT p.eid, p.sid, p.ckey, p.pos, p.zone,
               CASE WHEN {blocking} THEN '{HELD}'
@@ -239,18 +254,7 @@ def _plan(conn: Connection, dialect: str, config: Config) -> None:
                    WHEN d.status IS NULL THEN {base}
                    ELSE {_later(base, after)} END,
               CASE WHEN d.status = '{DEFERRED}' THEN cur.window_id ELSE nx.window_id END
-            FROM (
-              SELECT e.id AS eid, e.subscriber_id AS sid, e.campaign_key AS ckey,
-                     e.started_at AS started_at, s.timezone AS zone,
-                     COALESCE((SELECT MAX(st.pos) FROM deliveries dd
-                               JOIN drip_rp_steps st ON st.campaign_key = dd.campaign_key
-                                                    AND st.step_key = dd.step_key
-                               WHERE dd.subscriber_id = e.subscriber_id
-                                 AND dd.campaign_key = e.campaign_key), -1) AS pos
-              FROM enrollments e JOIN subscribers s ON s.id = e.subscriber_id
-              WHERE s.status = '{ACTIVE}' AND e.state NOT IN ('{LEFT}', '{OPTED_OUT}')
-                AND e.campaign_key IN ({campaigns})
-            ) p
+            FROM p
             LEFT JOIN drip_rp_steps cur ON cur.campaign_key = p.ckey AND cur.pos = p.pos
             LEFT JOIN deliveries d ON d.subscriber_id = p.sid AND d.campaign_key = p.ckey
                                   AND d.step_key = cur.step_key
