@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, claims, enrollment
 from .claims import Claim, Result
-from .config import Campaign, Config, Step
+from .config import Campaign, Config, ConfigError, Step, load_config
 from .message import Envelope, make_message_id
 from .models import (
     ACTIVE,
@@ -53,6 +53,7 @@ from .models import (
     LEFT,
     Delivery,
     Enrollment,
+    Meta,
     Subscriber,
     Suppression,
     Symptom,
@@ -211,7 +212,10 @@ class Sender:
             try:
                 now = self.clock()
                 self.summary.in_doubt_new = sweep_in_doubt(session, self.config, now)
-                self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
+                if superseded(session, self.config):  # never re-plan back to an old version
+                    self.summary.stopped = SUPERSEDED
+                else:
+                    self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
                 self._commit()
                 self.postman: Postman[Job] | ProcessPostman[Job] | None = None  # on first use
                 try:
@@ -250,8 +254,12 @@ class Sender:
         next run, so nobody gets two emails of one campaign in one run.
         """
         due = due_enrollments(session, self.clock(), only_subscriber)
+        schedule = self.config.schedule_fingerprint()
         for start in range(0, len(due), self.batch_size):
             if self.summary.stopped is not None or self.summary.limit_reached:
+                return
+            if _adopted(session) != schedule:  # another process took up an edit meanwhile
+                self.summary.stopped = SUPERSEDED
                 return
             now = self.clock()
             query = (
@@ -646,6 +654,34 @@ def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[object,
         Delivery.campaign_key == campaign.key,
         Delivery.step_key == step.key,
     )
+
+
+SUPERSEDED = (
+    "campaigns.toml changed since this process loaded it; the next run uses the new version"
+)
+
+
+def _adopted(session: Session) -> str | None:
+    """The schedule fingerprint the enrollments were last planned with (not the ORM cache)."""
+    return session.scalar(select(Meta.value).where(Meta.key == enrollment.FINGERPRINT_KEY))
+
+
+def superseded(session: Session, config: Config) -> bool:
+    """Is `config` older than what the database was planned with and the file now says?
+
+    A long-running process (`drip run`) that has not yet taken up an edit must
+    neither re-plan everyone back to its old version nor send from it: a step the
+    edit removed must not go out. A file that does not load is no newer version.
+    """
+    planned = _adopted(session)
+    mine = config.schedule_fingerprint()
+    if planned is None or planned == mine:
+        return False
+    try:
+        on_disk = load_config(config.path).schedule_fingerprint()
+    except (ConfigError, OSError):
+        return False
+    return on_disk != mine
 
 
 def due_enrollments(session: Session, now: datetime, only_subscriber: int | None = None) -> array:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from ..config import Config
+from ..live import LiveConfig
 from ..render import Renderer
 from ..tokens import Tokens
 from ..transport import Transport
@@ -30,10 +31,27 @@ class Services:
     actor: str = "web"
     # DKIM (drip/dkim.py): applied to every email the web side sends
     sign: Callable[[bytes], bytes] | None = None
+    # told the new Config when an edit of campaigns.toml is taken up (see watch)
+    listeners: list[Callable[[Config], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.tokens = Tokens(self.secret)
         self.renderer = Renderer(self.config.templates_dir)
+        self.live: LiveConfig | None = None
+
+    def watch(self, every: float = 5.0) -> None:
+        """Take up edits of campaigns.toml and templates that pass the check (drip run/serve)."""
+        self.live = LiveConfig(self.config, self.engine, every=every, on_change=self._switch)
+
+    def refresh_config(self, force: bool = False) -> bool:
+        """Look for an edit now (at most every few seconds unless `force`); True if switched."""
+        return self.live.refresh(force) if self.live is not None else False
+
+    def _switch(self, config: Config, renderer: Renderer) -> None:
+        # requests read services.config afresh, so assigning is enough
+        self.config, self.renderer = config, renderer
+        for listener in self.listeners:
+            listener(config)
 
     def now(self) -> datetime:
         return self.clock()
