@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, claims, enrollment
@@ -693,13 +693,17 @@ def due_enrollments(session: Session, now: datetime, only_subscriber: int | None
             .order_by(Enrollment.id)
         )
         return array("q", (i for i, state, at in rows if state == ENROLLED and at and at <= now))
-    query = (
+    # through the Core connection: rows stream from the cursor into the array
+    return array("q", (eid for (eid,) in session.connection().execute(due_query(now))))
+
+
+def due_query(now: datetime) -> Select[tuple[int]]:
+    """The ids of the due enrollments: a range of the (state, next_due_at, id) index."""
+    return (
         select(Enrollment.id)
         .where(Enrollment.state == ENROLLED, Enrollment.next_due_at <= now)
         .order_by(Enrollment.next_due_at, Enrollment.id)  # the index's own order: no sort
     )
-    # through the Core connection: rows stream from the cursor into the array
-    return array("q", (eid for (eid,) in session.connection().execute(query)))
 
 
 def count_due(engine: Engine, now: datetime) -> int:
