@@ -17,16 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import audit, db, dberrors, enrollment, rights, subscribers
-from .checks import check_config
 from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
-from .deliverability import dkim_check_lines, rates_json, rates_lines
-from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
 from .models import AuditEntry, Delivery, Enrollment, Subscriber
-from .outgoing import build
 from .preflight import preflight
 from .progress import Progress
-from .rates import failure_reasons, step_rates
 from .render import Renderer, TemplateProblem
 from .schedule import IN_DOUBT, SENT
 from .sender import Sender, Summary, count_due
@@ -67,6 +62,10 @@ class App:
     @cached_property
     def dkim_sign(self) -> Callable[[bytes], bytes] | None:
         """DKIM signing for every email, when DRIP_DKIM_* say so."""
+        if not (self.settings.dkim_key or self.settings.dkim_ed25519_key):
+            return None  # no need to load the crypto library
+        from .dkim import dkim_sign_for
+
         try:
             return dkim_sign_for(self.settings, self.config)
         except SettingsError as exc:
@@ -133,6 +132,9 @@ def main(ctx: click.Context) -> None:
 def check(app: App, quiet: bool) -> None:
     """Validate campaigns.toml and every template, rendered for every answer set that
     reaches one of its branches."""
+    from .checks import check_config
+    from .deliverability import dkim_check_lines
+
     config = app.config
     report = check_config(config)
     if not quiet:
@@ -202,6 +204,8 @@ def preview(
 ) -> None:
     """Show one step as a patient would get it; `--format eml` gives the exact message
     `drip send` would send (headers, one-click unsubscribe and signed links included)."""
+    from .outgoing import build
+
     config = app.config
     try:
         camp = config.campaign(campaign)
@@ -730,6 +734,9 @@ def deliveries(
 @click.pass_obj
 def stats(app: App, as_json: bool) -> None:
     """Plain numbers: subscribers by status, emails by campaign, step and status."""
+    from .deliverability import rates_json, rates_lines
+    from .rates import failure_reasons, step_rates
+
     with Session(app.engine) as session:
         people: dict[str, int] = {
             status: count
@@ -811,14 +818,26 @@ def audit_log(app: App, limit: int) -> None:
             )
 
 
-# serve, run, snippet, demo and `subscribers purge-pending` live with the web side
-from .deliverability import register as _register_deliverability  # noqa: E402
-from .newsletter_cli import register as _register_newsletter  # noqa: E402
-from .web.commands import register as _register_web  # noqa: E402
+# Commands in other modules are imported only when they run, so cron's `drip send`
+# never loads Flask, the crypto library or the report's charts.
+from .lazy import LazyCommand  # noqa: E402
 
-_register_web(main)
-_register_deliverability(main)  # bounces, suppress, dkim
-from .reports.command import register as _register_report  # noqa: E402
-
-_register_report(main)  # report
-_register_newsletter(main)  # newsletter list, preview, test, cancel
+for _name, _target, _help in (
+    ("serve", "drip.web.commands:serve", "Serve the patient web pages (waitress)."),
+    ("run", "drip.web.commands:run", "The web app plus `drip send` every minute."),
+    ("snippet", "drip.web.commands:snippet", "An HTML signup form for the clinic's site."),
+    ("demo", "drip.web.commands:demo", "Try drip on this computer, mail catcher included."),
+    ("bounces", "drip.deliverability:bounces_group", "Read bounces and complaints."),
+    ("suppress", "drip.deliverability:suppress_group", "Addresses drip never emails."),
+    ("dkim", "drip.deliverability:dkim_group", "DKIM keys for the clinic's email."),
+    ("report", "drip.reports.command:report", "An HTML report with charts for marketers."),
+    ("newsletter", "drip.newsletter_cli:newsletter_group", "One-off newsletters."),
+):
+    main.add_command(LazyCommand(_name, _target, _help))
+subscribers_group.add_command(
+    LazyCommand(
+        "purge-pending",
+        "drip.web.commands:purge_pending",
+        "Delete signups never confirmed within DAYS.",
+    )
+)

@@ -195,14 +195,31 @@ def stored_fingerprint(session: Session) -> str | None:
     return row.value if row else None
 
 
-def replan_if_changed(session: Session, config: Config, now: datetime, batch: int = 500) -> int:
+def replan_if_changed(session: Session, config: Config, now: datetime) -> int:
     """After campaigns.toml's schedule changed, re-sync every active subscriber.
 
-    Returns how many subscribers were re-planned (0 when nothing changed).
+    Set-based in SQL (drip/replan.py). Returns how many subscribers were
+    re-planned (0 when nothing changed).
     """
+    from .replan import can_replan_in_sql, replan_all
+
     fingerprint = config.schedule_fingerprint()
     if stored_fingerprint(session) == fingerprint:
         return 0
+    if can_replan_in_sql(session, config):
+        count = replan_all(session, config, now)
+    else:
+        count = replan_each(session, config, now)
+    session.merge(Meta(key=FINGERPRINT_KEY, value=fingerprint))
+    return count
+
+
+def replan_each(session: Session, config: Config, now: datetime, batch: int = 500) -> int:
+    """The same as replan.replan_all, one subscriber at a time (sync_subscriber).
+
+    The reference the set-based re-plan is tested against, and the fallback for
+    delays SQL cannot add exactly (fractions of a second, from code, not files).
+    """
     count, last_id = 0, 0
     while True:
         subs = list(
@@ -221,5 +238,4 @@ def replan_if_changed(session: Session, config: Config, now: datetime, batch: in
         last_id = subs[-1].id
         count += len(subs)
         session.flush()
-    session.merge(Meta(key=FINGERPRINT_KEY, value=fingerprint))
     return count

@@ -121,8 +121,8 @@ class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "campaign_key"),
-        # the due-work query: active enrollments whose next step is due
-        Index("ix_enrollments_due", "state", "next_due_at"),
+        # the due-work query: the ids of active enrollments whose next step is due
+        Index("ix_enrollments_due", "state", "next_due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -14,9 +14,9 @@ import hashlib
 from importlib.metadata import PackageNotFoundError, version
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .checks import check_config
 from .config import Config
 from .models import Meta
 from .render import Renderer
@@ -43,8 +43,13 @@ def preflight(config: Config, engine: Engine, renderer: Renderer) -> list[str]:
         passed = session.get(Meta, VERDICT_KEY)
         if passed is not None and passed.value == print_:
             return []
+        from .checks import check_config  # only when something changed: it is not small
+
         problems = check_config(config, renderer, readability=False).problems
         if not problems:
             session.merge(Meta(key=VERDICT_KEY, value=print_))
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # another run stored the same verdict a moment ago
+                session.rollback()
     return problems

@@ -30,18 +30,19 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, claims, enrollment, newsletters
 from .claims import Claim, Result
-from .config import Campaign, Config, Newsletter, Step
+from .config import Campaign, Config, ConfigError, Newsletter, Step, load_config
 from .locking import dead_runs, take_chores
 from .message import Envelope, make_message_id
 from .models import (
@@ -53,6 +54,7 @@ from .models import (
     LEFT,
     Delivery,
     Enrollment,
+    Meta,
     Subscriber,
     Suppression,
     Symptom,
@@ -220,15 +222,19 @@ class Sender:
             self._commit = session.flush if self.dry_run else session.commit
             try:
                 now = self.clock()
-                if take_chores(session):  # one sender at a time does the run-level chores
+                chores = take_chores(session)  # one sender at a time does the run's chores
+                if chores:
                     self.summary.in_doubt_new = sweep_in_doubt(session, now, self.run_id)
+                if superseded(session, self.config):  # never re-plan back to an old version
+                    self.summary.stopped = SUPERSEDED
+                elif chores:
                     self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
                 self._commit()
                 self.postman: Postman[Job] | ProcessPostman[Job] | None = None  # on first use
                 try:
                     # newsletters first: when one falls together with a series step,
                     # the series step is the one that waits (min_gap)
-                    if only_subscriber is None:
+                    if only_subscriber is None and self.summary.stopped is None:
                         for jobs in self._planned_newsletters(session):
                             self._dispatch(jobs)
                     for jobs in self._planned(session, only_subscriber):
@@ -259,32 +265,42 @@ class Sender:
     # -- plan ------------------------------------------------------------------------
 
     def _planned(self, session: Session, only_subscriber: int | None) -> Iterator[list[Job]]:
-        """Batches of jobs: due enrollments, keyset-paginated so memory stays flat."""
-        last_id = 0
-        while self.summary.stopped is None and not self.summary.limit_reached:
+        """Batches of jobs: the enrollments due when the run starts, each visited once.
+
+        Finding them costs what is due, not the list's size: one range scan of the
+        (state, next_due_at, id) index for their ids (8 bytes each), then each
+        batch by primary key. A step that falls due during the run waits for the
+        next run, so nobody gets two emails of one campaign in one run.
+        """
+        due = due_enrollments(session, self.clock(), only_subscriber)
+        schedule = self.config.schedule_fingerprint()
+        for start in range(0, len(due), self.batch_size):
+            if self.summary.stopped is not None or self.summary.limit_reached:
+                return
+            # another process took up an edit meanwhile (not merely: another sender is
+            # re-planning to the very version this one holds, as PostgreSQL workers do)
+            if _adopted(session) != schedule and superseded(session, self.config):
+                self.summary.stopped = SUPERSEDED
+                return
             now = self.clock()
             query = (
                 select(Enrollment, Subscriber)
                 .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
                 .where(
+                    Enrollment.id.in_(due[start : start + self.batch_size].tolist()),
                     Enrollment.state == ENROLLED,
                     Enrollment.next_due_at <= now,
-                    Enrollment.id > last_id,
                     Enrollment.leased_by.is_(None),  # not another sender's, right now
                     Subscriber.status == ACTIVE,
                     or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
                 )
                 .order_by(Enrollment.id)
-                .limit(self.batch_size)
                 # PostgreSQL: senders planning at the same moment take disjoint rows
                 .with_for_update(of=Enrollment, skip_locked=True)
             )
-            if only_subscriber is not None:
-                query = query.where(Subscriber.id == only_subscriber)
             batch = [(e, s) for e, s in session.execute(query)]
             if not batch:
-                return
-            last_id = batch[-1][0].id
+                continue
             for enr, _ in batch:
                 enr.leased_by = self.run_id  # given back when its email is recorded
             jobs = self._plan_batch(session, batch, now)
@@ -842,6 +858,56 @@ def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[ColumnE
         Delivery.subscriber_id == subscriber_id,
         Delivery.campaign_key == campaign.key,
         Delivery.step_key == step.key,
+    )
+
+
+SUPERSEDED = (
+    "campaigns.toml changed since this process loaded it; the next run uses the new version"
+)
+
+
+def _adopted(session: Session) -> str | None:
+    """The schedule fingerprint the enrollments were last planned with (not the ORM cache)."""
+    return session.scalar(select(Meta.value).where(Meta.key == enrollment.FINGERPRINT_KEY))
+
+
+def superseded(session: Session, config: Config) -> bool:
+    """Is `config` older than what the database was planned with and the file now says?
+
+    A long-running process (`drip run`) that has not yet taken up an edit must
+    neither re-plan everyone back to its old version nor send from it: a step the
+    edit removed must not go out. A file that does not load is no newer version.
+    """
+    planned = _adopted(session)
+    mine = config.schedule_fingerprint()
+    if planned is None or planned == mine:
+        return False
+    try:
+        on_disk = load_config(config.path).schedule_fingerprint()
+    except (ConfigError, OSError):
+        return False
+    return on_disk != mine
+
+
+def due_enrollments(session: Session, now: datetime, only_subscriber: int | None = None) -> array:
+    """The ids of the enrollments due at `now`, oldest due first, as a compact array."""
+    if only_subscriber is not None:  # a handful of rows, by that subscriber's own index
+        rows = session.connection().execute(
+            select(Enrollment.id, Enrollment.state, Enrollment.next_due_at)
+            .where(Enrollment.subscriber_id == only_subscriber)
+            .order_by(Enrollment.id)
+        )
+        return array("q", (i for i, state, at in rows if state == ENROLLED and at and at <= now))
+    # through the Core connection: rows stream from the cursor into the array
+    return array("q", (eid for (eid,) in session.connection().execute(due_query(now))))
+
+
+def due_query(now: datetime) -> Select[tuple[int]]:
+    """The ids of the due enrollments: a range of the (state, next_due_at, id) index."""
+    return (
+        select(Enrollment.id)
+        .where(Enrollment.state == ENROLLED, Enrollment.next_due_at <= now)
+        .order_by(Enrollment.next_due_at, Enrollment.id)  # the index's own order: no sort
     )
 
 

@@ -7,7 +7,6 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,6 +23,9 @@ class InvalidSubscriber(ValueError):
 
 def normalize_email(raw: str) -> str:
     """Syntax-check and normalize (Unicode NFC, IDNA, lower case) with email-validator."""
+    # imported here: its rules take a while to load, and cron's `drip send` never needs them
+    from email_validator import EmailNotValidError, validate_email
+
     if "\r" in raw or "\n" in raw:
         raise InvalidSubscriber("That email address is not valid.")
     try:

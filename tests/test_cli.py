@@ -13,6 +13,7 @@ import pytest
 
 from drip import db
 from drip.cli import main
+from drip.lazy import LazyCommand
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 MON = "2026-06-01T15:00:00Z"
@@ -21,6 +22,8 @@ MON = "2026-06-01T15:00:00Z"
 def commands(group: click.Group, prefix: str = "drip"):
     for name, command in group.commands.items():
         path = f"{prefix} {name}"
+        if isinstance(command, LazyCommand):
+            command = command.load()
         if isinstance(command, click.Group):
             yield from commands(command, path)
         else:

@@ -130,6 +130,7 @@ def create_app(
     app.jinja_env.globals.update(
         clinic=services.config.clinic, csrf_token=_csrf_token, csp_nonce=_csp_nonce
     )
+    services.listeners.append(lambda config: app.jinja_env.globals.update(clinic=config.clinic))
     app.before_request(_read_embed)
     app.context_processor(lambda: {"embed": g.get("embed", False)})
     app.after_request(_security_headers)

@@ -72,26 +72,29 @@ proxy_option = click.option(
 threads_option = click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
 
 
-def _serve(services: Services, host: str, port: int, threads: int, scheduler: bool) -> None:
+def _serve(
+    services: Services, host: str, port: int, threads: int, scheduler: bool, every: float = 60
+) -> None:
     from .app import create_app
     from .server import make_server, setup_logging, start_scheduler
 
     setup_logging()
     server = make_server(create_app(services=services), host, port, threads)
-    sched = start_scheduler(services) if scheduler else None
+    # edits of campaigns.toml and templates are taken up once they pass the check
+    services.watch(every=min(5.0, every))
+    sched = start_scheduler(services, every, send=scheduler, watch_seconds=min(5.0, every))
     services.worker.start()  # queued emails leave from here, never from a request
     click.echo(
         f"drip: serving {services.config.clinic.name} on "
         f"http://{host}:{server.effective_port}/subscribe"
-        + (" with the send scheduler" if sched else "")
+        + (" with the send scheduler" if scheduler else "")
     )
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        if sched is not None:
-            sched.shutdown(wait=True)
+        sched.shutdown(wait=True)
         services.worker.stop()
         server.close()
 
@@ -116,14 +119,22 @@ def serve(app: Any, host: str, port: int, proxy: int | None, threads: int) -> No
 @port_option
 @proxy_option
 @threads_option
+@click.option(
+    "--every",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between sends.",
+)
 @click.pass_obj
-def run(app: Any, host: str, port: int, proxy: int | None, threads: int) -> None:
+def run(app: Any, host: str, port: int, proxy: int | None, threads: int, every: float) -> None:
     """The web app plus a scheduler running `drip send` every minute: one process, no cron.
 
     Safe alongside a cron `drip send`: both take the same send lock, so nothing
-    is ever sent twice.
+    is ever sent twice. Edits of campaigns.toml and templates are taken up
+    before the next send once they pass the check.
     """
-    _serve(load_services(app, proxy), host, port, threads, scheduler=True)
+    _serve(load_services(app, proxy), host, port, threads, scheduler=True, every=every)
 
 
 @click.command()

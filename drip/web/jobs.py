@@ -57,8 +57,10 @@ def send_due(
 
 
 def scheduled_run(services: Services) -> None:
-    """The `drip run` job: purge expired signups, then send what is due. Never raises."""
+    """The `drip run` job: take up an edit of campaigns.toml, purge expired signups, then
+    send what is due. Never raises."""
     try:
+        services.refresh_config(force=True)  # never a run from a version already replaced
         purge(services)
         send_due(services)
     except Exception:  # a scheduler job must not die; the next minute tries again

@@ -40,24 +40,38 @@ def make_server(app: Flask, host: str, port: int, threads: int = 8):  # type: ig
     )
 
 
-def start_scheduler(services: Services, every_seconds: int = 60) -> BackgroundScheduler:
+def start_scheduler(
+    services: Services, every_seconds: float = 60, send: bool = True, watch_seconds: float = 5
+) -> BackgroundScheduler:
     """Every minute: purge expired signups, then what `drip send` does, under SendLock.
 
     One job at a time (max_instances=1), missed runs coalesce into one, and the
     lock makes a concurrent cron `drip send` and this job skip rather than overlap.
+    With services.watch() on, every few seconds: look for an edit of campaigns.toml.
     """
     scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        jobs.scheduled_run,
-        "interval",
-        seconds=every_seconds,
-        args=[services],
-        id="drip-send",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=every_seconds,
-        next_run_time=datetime.now(UTC),
-    )
+    if services.live is not None:
+        scheduler.add_job(
+            services.refresh_config,
+            "interval",
+            seconds=watch_seconds,
+            id="drip-config",
+            max_instances=1,
+            coalesce=True,
+        )
+    if send:
+        scheduler.add_job(
+            jobs.scheduled_run,
+            "interval",
+            seconds=every_seconds,
+            args=[services],
+            id="drip-send",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(int(every_seconds), 1),
+            next_run_time=datetime.now(UTC),
+        )
     scheduler.start()
-    log.info("scheduler: sending what is due every %d seconds", every_seconds)
+    if send:
+        log.info("scheduler: sending what is due every %g seconds", every_seconds)
     return scheduler

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from ..config import Config
+from ..live import LiveConfig
 from ..render import Renderer
 from ..tokens import Tokens
 from ..transport import Transport
@@ -32,6 +33,8 @@ class Services:
     sign: Callable[[bytes], bytes] | None = None
     # keys that signed links already sent (DRIP_OLD_SECRET_KEYS): verify only
     old_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # told the new Config when an edit of campaigns.toml is taken up (see watch)
+    listeners: list[Callable[[Config], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from .worker import MailWorker  # imports jobs, which imports this module
@@ -40,6 +43,21 @@ class Services:
         # started by `drip serve`/`drip run`; tests drive it with run_once()
         self.worker = MailWorker(self, self.options.mail_poll_seconds)
         self.renderer = Renderer(self.config.templates_dir)
+        self.live: LiveConfig | None = None
+
+    def watch(self, every: float = 5.0) -> None:
+        """Take up edits of campaigns.toml and templates that pass the check (drip run/serve)."""
+        self.live = LiveConfig(self.config, self.engine, every=every, on_change=self._switch)
+
+    def refresh_config(self, force: bool = False) -> bool:
+        """Look for an edit now (at most every few seconds unless `force`); True if switched."""
+        return self.live.refresh(force) if self.live is not None else False
+
+    def _switch(self, config: Config, renderer: Renderer) -> None:
+        # requests read services.config afresh, so assigning is enough
+        self.config, self.renderer = config, renderer
+        for listener in self.listeners:
+            listener(config)
 
     def now(self) -> datetime:
         return self.clock()

@@ -1,0 +1,39 @@
+"""Finding due work costs what is due: the query reads a range of one index, no table scan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
+
+from drip import db
+from drip.sender import due_query
+
+
+def test_the_due_query_reads_a_range_of_the_due_index(any_project):
+    engine = db.make_engine(any_project.database_url)
+    db.ensure_schema(engine)
+    postgres = engine.dialect.name == "postgresql"
+    prefix = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        return prefix + statement, parameters
+
+    with Session(engine) as session:
+        if postgres:  # an empty table is cheaper to scan: ask whether the index serves
+            session.execute(text("SET enable_seqscan = off"))
+        connection = session.connection()
+        event.listen(engine, "before_cursor_execute", explain, retval=True)
+        try:
+            rows = connection.execute(due_query(datetime(2026, 6, 1, tzinfo=UTC))).all()
+        finally:
+            event.remove(engine, "before_cursor_execute", explain)
+    engine.dispose()
+    plan = "\n".join(str(row[0] if postgres else row[-1]) for row in rows)
+    assert "ix_enrollments_due" in plan, plan
+    if postgres:
+        assert "Seq Scan" not in plan and "Sort" not in plan, plan
+    else:
+        assert "COVERING INDEX ix_enrollments_due" in plan, plan
+        assert "TEMP B-TREE" not in plan and "SCAN enrollments" not in plan, plan
