@@ -105,7 +105,8 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
     """Claim these messages (not committed here); the refs actually claimed."""
     if not claims:
         return set()
-    new, retries = [], []
+    new: list[dict[str, Any]] = []
+    retries: list[dict[str, Any]] = []
     for c in claims:
         (retries if c.retry else new).append(
             {
@@ -159,7 +160,7 @@ def set_next(
         session.connection().execute(_SET_NEXT, params)
 
 
-_AUDIT = insert(AuditEntry.__table__)
+_AUDIT = insert(AuditEntry)
 
 
 def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:

@@ -94,7 +94,7 @@ def parse_now(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def clock_for(now: datetime | None):  # type: ignore[no-untyped-def]
+def clock_for(now: datetime | None) -> Callable[[], datetime]:
     return (lambda: now) if now is not None else (lambda: datetime.now(UTC))
 
 
@@ -281,7 +281,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     try:
         with (
             SendLock(app.engine, wait=wait),
-            transport or contextlib.nullcontext(),
+            contextlib.closing(transport) if transport else contextlib.nullcontext(),
             Progress.for_terminal() or contextlib.nullcontext() as progress,
         ):
             if progress is not None:

@@ -45,6 +45,11 @@ class DemoPatient:
     symptoms: tuple[str, ...]
 
 
+def fixed_clock(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at `moment` (each simulated send run gets its own)."""
+    return lambda: moment
+
+
 def demo_patients(config: Config) -> list[DemoPatient]:
     """Sample patients built from whatever symptoms campaigns.toml defines."""
     keys = list(config.symptoms)
@@ -109,7 +114,7 @@ def run_demo(
             engine,
             transport,
             tokens,
-            clock=lambda now=now: now,
+            clock=fixed_clock(now),
             renderer=renderer,
             actor="demo",
         )

@@ -19,7 +19,7 @@ import threading
 from dataclasses import astuple, dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 from .message import Envelope
 from .replies import Refusal
@@ -80,7 +80,7 @@ class Postman(Generic[T]):
             task = self._inbox.get()
             if task is _STOP:
                 return
-            item, envelope = task  # type: ignore[misc]
+            item, envelope = cast("tuple[T, Envelope]", task)
             error: BaseException | None = None
             if self._unavailable is not None:
                 error = self._unavailable

@@ -119,9 +119,11 @@ def failure_reasons(session: Session, most: int = 10) -> list[tuple[str, int]]:
     import re
 
     counts: dict[str, int] = {}
-    for (error,) in session.execute(
+    for error in session.scalars(
         select(Delivery.error).where(Delivery.status == "failed", Delivery.error.is_not(None))
     ):
+        if error is None:  # excluded by the query; for the type checker
+            continue
         reason = re.sub(r"<[^>]*>|\S+@\S+", "<>", error.splitlines()[0])[:120]
         counts[reason] = counts.get(reason, 0) + 1
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:most]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, claims, enrollment
@@ -634,7 +634,7 @@ def _audit(at: datetime, actor: str, action: str, job: Job, **detail: object) ->
     }
 
 
-def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[object, ...]:
+def _row_of(subscriber_id: int, campaign: Campaign, step: Step) -> tuple[ColumnElement[bool], ...]:
     """The WHERE clauses naming one delivery row by its unique key."""
     return (
         Delivery.subscriber_id == subscriber_id,

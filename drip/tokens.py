@@ -26,14 +26,15 @@ class TokenError(Exception):
 class Tokens:
     def __init__(self, secret: str):
         self._secret = secret
-        self._makers: dict[str, URLSafeSerializer] = {}  # built once: two per email sent
+        # built once: two per email sent
+        self._makers: dict[str, URLSafeSerializer | URLSafeTimedSerializer] = {}
 
     def make(self, purpose: str, public_id: str) -> str:
         maker = self._makers.get(purpose)
         if maker is None:
             kind = URLSafeTimedSerializer if purpose == CONFIRM else URLSafeSerializer
             maker = self._makers[purpose] = kind(self._secret, salt=purpose)
-        return maker.dumps(public_id)
+        return str(maker.dumps(public_id))
 
     def read(self, purpose: str, token: str, max_age: int = CONFIRM_MAX_AGE) -> str:
         """The public id inside `token`, or TokenError."""

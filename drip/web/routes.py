@@ -254,7 +254,7 @@ def confirm(token: str) -> Page:
             state = "pending" if sub is not None and sub.status == PENDING else None
             if sub is not None and sub.status == ACTIVE:
                 state = "already"
-            if state is None:
+            if state is None or sub is None:
                 return used_link()
             return render_template("confirm.html", state=state, sub=sub, links=_links(sub))
         result, sub = flows.confirm(session, svc.config, public_id, svc.now(), client_ip())
