@@ -18,23 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .config import Config
-from .models import (
-    ACTIVE,
-    ENROLLED,
-    FINISHED,
-    HELD,
-    LEFT,
-    Delivery,
-    Enrollment,
-    Meta,
-    Subscriber,
-)
-from .schedule import SKIPPED, Plan, Record, plan_next
+from .models import Delivery, Enrollment, Meta, Subscriber
+from .schedule import Plan, Record, plan_next
+from .states import DeliveryStatus, EnrollmentState, SubscriberStatus
 
 FINGERPRINT_KEY = "schedule_fingerprint"
-# A subscriber stopped this one campaign from the preferences page: sticky, so no
-# audience re-evaluation or replan ever re-enrolls them (only they can rejoin).
-OPTED_OUT = "opted_out"
+OPTED_OUT = EnrollmentState.OPTED_OUT  # the old name, imported by the web side
 
 
 def records_for(
@@ -70,7 +59,7 @@ def refresh(
     now: datetime,
 ) -> Plan | None:
     """Store the enrollment's next step; record steps inserted behind it as skipped."""
-    if enrollment.state in (LEFT, OPTED_OUT):
+    if enrollment.state in (EnrollmentState.LEFT, EnrollmentState.OPTED_OUT):
         return None
     try:
         campaign = config.campaign(enrollment.campaign_key)
@@ -94,19 +83,21 @@ def refresh(
             now,
             "step added before this subscriber's position",
         )
-        records[key] = Record(SKIPPED, now)
+        records[key] = Record(DeliveryStatus.SKIPPED, now)
     apply_plan(enrollment, plan)
     return plan
 
 
 def apply_plan(enrollment: Enrollment, plan: Plan) -> None:
     if plan.blocked:
-        enrollment.state, enrollment.next_step_key, enrollment.next_due_at = HELD, None, None
+        enrollment.state = EnrollmentState.HELD
+        enrollment.next_step_key, enrollment.next_due_at = None, None
     elif plan.finished:
-        enrollment.state, enrollment.next_step_key, enrollment.next_due_at = FINISHED, None, None
+        enrollment.state = EnrollmentState.FINISHED
+        enrollment.next_step_key, enrollment.next_due_at = None, None
     else:
         assert plan.step is not None
-        enrollment.state = ENROLLED
+        enrollment.state = EnrollmentState.ACTIVE
         enrollment.next_step_key, enrollment.next_due_at = plan.step.key, plan.due_at
 
 
@@ -123,7 +114,7 @@ def add_skip(
             subscriber_id=subscriber_id,
             campaign_key=campaign_key,
             step_key=step_key,
-            status=SKIPPED,
+            status=DeliveryStatus.SKIPPED,
             ref=secrets.token_hex(16),
             attempts=0,
             error=reason,
@@ -152,22 +143,25 @@ def sync_subscriber(
     symptoms = sub.symptom_keys
     tz = ZoneInfo(sub.timezone)
     for campaign in config.campaigns:
-        wanted = sub.status == ACTIVE and campaign.audience.matches(symptoms)
+        wanted = sub.status == SubscriberStatus.ACTIVE and campaign.audience.matches(symptoms)
         enrollment = existing.get(campaign.key)
-        if enrollment is not None and enrollment.state == OPTED_OUT:
+        if enrollment is not None and enrollment.state == EnrollmentState.OPTED_OUT:
             continue
         if not wanted:
             if enrollment is not None:
-                enrollment.state, enrollment.next_step_key = LEFT, None
+                enrollment.state, enrollment.next_step_key = EnrollmentState.LEFT, None
                 enrollment.next_due_at = None
             continue
         if enrollment is None:
             enrollment = Enrollment(
-                subscriber_id=sub.id, campaign_key=campaign.key, started_at=now, state=ENROLLED
+                subscriber_id=sub.id,
+                campaign_key=campaign.key,
+                started_at=now,
+                state=EnrollmentState.ACTIVE,
             )
             session.add(enrollment)
-        elif enrollment.state == LEFT:
-            enrollment.state = ENROLLED
+        elif enrollment.state == EnrollmentState.LEFT:
+            enrollment.state = EnrollmentState.ACTIVE
         refresh(session, config, enrollment, tz, records[(sub.id, campaign.key)], now)
 
 
@@ -201,7 +195,7 @@ def replan_if_changed(session: Session, config: Config, now: datetime, batch: in
         subs = list(
             session.scalars(
                 select(Subscriber)
-                .where(Subscriber.status == ACTIVE, Subscriber.id > last_id)
+                .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id > last_id)
                 .order_by(Subscriber.id)
                 .limit(batch)
             )

@@ -22,18 +22,15 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from .config import Campaign, SendWindow, Step
+from .states import BLOCKING, DeliveryStatus
 
-# Statuses a delivery row can have. FINAL ones let the campaign move on.
-CLAIMED, SENT, SKIPPED, DEFERRED, FAILED, IN_DOUBT = (
-    "claimed",
-    "sent",
-    "skipped",
-    "deferred",
-    "failed",
-    "in_doubt",
-)
-FINAL = frozenset({SENT, SKIPPED, FAILED})
-BLOCKING = frozenset({CLAIMED, IN_DOUBT})
+# the old names, still imported by the send pipeline
+CLAIMED = DeliveryStatus.CLAIMED
+SENT = DeliveryStatus.SENT
+SKIPPED = DeliveryStatus.SKIPPED
+DEFERRED = DeliveryStatus.DEFERRED
+FAILED = DeliveryStatus.FAILED
+IN_DOUBT = DeliveryStatus.IN_DOUBT
 
 
 def next_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
@@ -64,7 +61,7 @@ def in_window(moment: datetime, window: SendWindow, tz: ZoneInfo) -> bool:
 class Record:
     """What the database holds for one step of one subscriber's campaign."""
 
-    status: str
+    status: DeliveryStatus
     at: datetime  # when it reached this status (sent_at for sent rows)
     retry_at: datetime | None = None  # for deferred rows
 
@@ -96,7 +93,7 @@ def plan_next(
 
     if last is not None and last.status in BLOCKING:
         return Plan(None, None, inserted, blocked=True)
-    if last is not None and last.status == DEFERRED:
+    if last is not None and last.status == DeliveryStatus.DEFERRED:
         step = steps[position]
         window = step.send_window or clinic_window
         retry = last.retry_at or last.at
@@ -108,6 +105,6 @@ def plan_next(
     step = steps[index]
     due = started_at + sum((s.delay for s in steps[: index + 1]), timedelta(0))
     if last is not None:
-        gap = min(min_gap, step.delay) if last.status == SENT else timedelta(0)
+        gap = min(min_gap, step.delay) if last.status == DeliveryStatus.SENT else timedelta(0)
         due = max(due, last.at + gap)
     return Plan(step, next_allowed(due, step.send_window or clinic_window, tz), inserted)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from . import audit, enrollment
 from .config import Config
 from .models import ACTIVE, BOUNCED, PENDING, AuditEntry, Subscriber, Suppression
+from .states import SubscriberStatus
 from .subscribers import address_hash, find, normalize_email, suppress
 
 MAX_REASON = 32
@@ -93,7 +94,7 @@ def remove(
     return Removed(row.reason, sub.status if sub else None, restored)
 
 
-def _before_bounce(session: Session, sub: Subscriber) -> str:
+def _before_bounce(session: Session, sub: Subscriber) -> SubscriberStatus:
     last = session.scalar(
         select(AuditEntry)
         .where(AuditEntry.subscriber_id == sub.id, AuditEntry.action == "subscriber.bounced")
@@ -102,4 +103,4 @@ def _before_bounce(session: Session, sub: Subscriber) -> str:
     )
     was = json.loads(last.detail).get("was") if last is not None else None
     # the Sender's own bounce entries do not say; it only bounces active subscribers
-    return was if was in (ACTIVE, PENDING) else ACTIVE
+    return SubscriberStatus(was) if was in (ACTIVE, PENDING) else ACTIVE

@@ -210,7 +210,7 @@ def campaign_states(
         e.campaign_key: e.state
         for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id))
     }
-    rows = []
+    rows: list[tuple[Campaign, str]] = []
     for campaign in config.drip_campaigns():
         state = found.get(campaign.key)
         if state is None or (state == LEFT and not campaign.audience.matches(sub.symptom_keys)):
