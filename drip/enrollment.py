@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .config import Config
+from .campaigns import Config
 from .models import Delivery, Enrollment, Meta, Subscriber
 from .schedule import Plan, Record, plan_next
 from .states import DeliveryStatus, EnrollmentState, SubscriberStatus

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .config import Campaign, SendWindow, Step
+from .campaigns import Campaign, SendWindow, Step
 from .states import BLOCKING, DeliveryStatus
 
 # the old names, still imported by the send pipeline
