@@ -12,24 +12,24 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from . import audit, db, enrollment, subscribers
+from . import audit, db, deliveries, enrollment, subscribers
+from . import stats as numbers
 from .checks import check_config
 from .config import Config, ConfigError, load_config
-from .deliverability import dkim_check_lines, rates_json, rates_lines
+from .deliverability import dkim_check_lines, rates_lines
 from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
-from .models import AuditEntry, Delivery, Enrollment, Subscriber
+from .models import Enrollment, Subscriber
 from .outgoing import build
 from .preflight import preflight
 from .progress import Progress
-from .rates import failure_reasons, step_rates
 from .render import Renderer, TemplateProblem
-from .schedule import IN_DOUBT, SENT
 from .sender import Sender, Summary, count_due
 from .settings import Settings, SettingsError
+from .states import SubscriberStatus
 from .tokens import Tokens
 from .transport import TransportUnavailable, transport_from_settings
 
@@ -375,7 +375,11 @@ def subscribers_add(
 
 
 @subscribers_group.command("list")
-@click.option("--status", help="Only this status (pending, active, unsubscribed, bounced).")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
 @click.pass_obj
 def subscribers_list(app: App, status: str | None) -> None:
     """One line per subscriber: email, status, symptoms."""
@@ -401,97 +405,62 @@ def subscribers_show(app: App, email: str) -> None:
             fail(str(exc))
         if sub is None:
             fail(f"no subscriber {email}")
-        fields = [
-            "email",
-            "first_name",
-            "status",
-            "timezone",
-            "created_at",
-            "confirmed_at",
-            "unsubscribed_at",
-            "paused_until",
-            "source",
-            "consent_text_version",
-            "consent_at",
-            "consent_ip",
-            "consent_user_agent",
-            "confirm_ip",
-            "withdrawn_at",
-        ]
-        for name in fields:
-            click.echo(f"{name:22} {getattr(sub, name) or '-'}")
+        found = subscribers.profile(session, sub, datetime.now(UTC))
+        session.commit()
+        for name, value in found.fields():
+            click.echo(f"{name:22} {value or '-'}")
         click.echo(f"{'symptoms':22} {', '.join(sorted(sub.symptom_keys)) or '-'}")
-        for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id)):
+        for e in found.enrollments:
             click.echo(
                 f"campaign {e.campaign_key}: {e.state}, started {e.started_at:%Y-%m-%d}"
                 f", next {e.next_step_key or '-'} at {e.next_due_at or '-'}"
             )
-        for d in session.scalars(
-            select(Delivery).where(Delivery.subscriber_id == sub.id).order_by(Delivery.id)
-        ):
+        for d in found.deliveries:
             click.echo(
                 f"  {d.campaign_key}/{d.step_key}: {d.status} "
                 f"{d.sent_at or d.updated_at:%Y-%m-%d %H:%M}" + (f" ({d.error})" if d.error else "")
             )
-        audit.record(session, datetime.now(UTC), "cli", "subscriber.viewed", sub.id)
-        session.commit()
 
 
 # -- deliveries, stats, db -----------------------------------------------------------
 
 
-@main.command()
+@main.command("deliveries")
 @click.option("--in-doubt", is_flag=True, help="Only deliveries interrupted mid-send.")
 @click.option("--resolve", metavar="REF", help="Resolve an in-doubt delivery by its ref.")
 @click.option(
     "--as",
     "resolution",
-    type=click.Choice(["sent", "resend"]),
+    type=click.Choice([r.value for r in deliveries.Resolution]),
     help="With --resolve: it did arrive (sent) or send it again (resend).",
 )
 @click.option("--limit", default=50, show_default=True)
 @click.pass_obj
-def deliveries(
+def deliveries_cmd(
     app: App, in_doubt: bool, resolve: str | None, resolution: str | None, limit: int
 ) -> None:
     """List recent deliveries, or resolve an in-doubt one."""
-    now = datetime.now(UTC)
     with Session(app.engine) as session:
         if resolve:
             if not resolution:
                 fail("--resolve needs --as sent or --as resend")
-            row = session.scalar(select(Delivery).where(Delivery.ref == resolve))
-            if row is None or row.status != IN_DOUBT:
-                fail(f"no in-doubt delivery with ref {resolve}")
-            if resolution == "sent":
-                row.status, row.sent_at = SENT, row.updated_at
-            else:
-                session.delete(row)
-            audit.record(
-                session,
-                now,
-                "cli",
-                f"delivery.resolved.{resolution}",
-                row.subscriber_id,
-                ref=resolve,
-            )
-            sub = session.get(Subscriber, row.subscriber_id)
-            session.flush()
-            if sub is not None:
-                enrollment.sync_subscriber(session, app.config, sub, now)
+            try:
+                deliveries.resolve(
+                    session,
+                    app.config,
+                    resolve,
+                    deliveries.Resolution(resolution),
+                    datetime.now(UTC),
+                )
+            except deliveries.NotInDoubt as exc:
+                fail(str(exc))
             session.commit()
             click.echo(f"resolved {resolve} as {resolution}")
             return
-        query = (
-            select(Delivery, Subscriber.email)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .order_by(Delivery.id.desc())
-        )
-        if in_doubt:
-            query = query.where(Delivery.status == IN_DOUBT)
-        for d, email in session.execute(query.limit(limit)):
+        for listed in deliveries.recent(session, limit, in_doubt=in_doubt):
+            d = listed.delivery
             click.echo(
-                f"{d.ref}  {d.status:9} {d.campaign_key}/{d.step_key}  {email}  "
+                f"{d.ref}  {d.status:9} {d.campaign_key}/{d.step_key}  {listed.email}  "
                 f"{(d.sent_at or d.updated_at):%Y-%m-%d %H:%M}"
                 + (f"  {d.error}" if d.error else "")
             )
@@ -503,51 +472,24 @@ def deliveries(
 def stats(app: App, as_json: bool) -> None:
     """Plain numbers: subscribers by status, emails by campaign, step and status."""
     with Session(app.engine) as session:
-        people: dict[str, int] = {
-            status: count
-            for status, count in session.execute(
-                select(Subscriber.status, func.count()).group_by(Subscriber.status)
-            )
-        }
-        rows = session.execute(
-            select(
-                Delivery.campaign_key, Delivery.step_key, Delivery.status, func.count()
-            ).group_by(Delivery.campaign_key, Delivery.step_key, Delivery.status)
-        ).all()
-        rates = step_rates(session)
-        reasons = failure_reasons(session)
-    table: dict[str, dict[str, int]] = {}
-    for campaign, step, status, count in rows:
-        table.setdefault(f"{campaign}/{step}", {})[status] = count
+        found = numbers.gather(session, app.config)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "subscribers": people,
-                    "steps": table,
-                    "rates": rates_json(rates),
-                    "failure_reasons": dict(reasons),
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(found.as_json(), indent=2))
         return
+    people = found.subscribers
     click.echo(
         "subscribers: " + (", ".join(f"{n} {s}" for s, n in sorted(people.items())) or "none")
     )
-    order = {
-        f"{c.key}/{s.key}": i
-        for i, (c, s) in enumerate((c, s) for c in app.config.campaigns for s in c.steps)
-    }
-    statuses = ("sent", "skipped", "deferred", "failed", "in_doubt", "claimed")
-    click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in statuses))
-    for key in sorted(table, key=lambda k: order.get(k, 1_000_000)):
-        click.echo(f"{key:40}" + "".join(f"{table[key].get(s, 0):>10}" for s in statuses))
-    for line in rates_lines(rates, order):
+    columns = numbers.STATUS_COLUMNS
+    click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in columns))
+    for key in found.ordered_steps():
+        row = found.steps[key]
+        click.echo(f"{key:40}" + "".join(f"{row.get(s, 0):>10}" for s in columns))
+    for line in rates_lines(found.rates, found.order):
         click.echo(line, err=line.startswith("warning"))
-    if reasons:
+    if found.failure_reasons:
         click.echo("why emails failed:")
-        for reason, count in reasons:
+        for reason, count in found.failure_reasons:
             click.echo(f"{count:>8}  {reason}")
 
 
@@ -571,12 +513,11 @@ def db_upgrade(app: App) -> None:
 def audit_log(app: App, limit: int) -> None:
     """The newest audit log entries."""
     with Session(app.engine) as session:
-        for entry in session.scalars(
-            select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-        ):
+        for shown in audit.newest(session, limit):
+            entry = shown.entry
             click.echo(
                 f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor:12} {entry.action:24} "
-                f"{entry.subscriber_id or '-':>6}  {entry.detail}"
+                f"{shown.who}  {entry.detail}"
             )
 
 

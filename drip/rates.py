@@ -130,3 +130,17 @@ def failure_reasons(session: Session, most: int = 10) -> list[tuple[str, int]]:
         reason = re.sub(r"<[^>]*>|\S+@\S+", "<>", error.splitlines()[0])[:120]
         counts[reason] = counts.get(reason, 0) + 1
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:most]
+
+
+def rates_json(table: dict[str, Rates]) -> dict[str, dict[str, float | int]]:
+    """The rates per step and over all steps, for `drip stats --json`."""
+    return {
+        key: {
+            "sent": r.sent,
+            "bounced": r.bounced,
+            "complained": r.complained,
+            "bounce_rate": round(r.bounce_rate, 6),
+            "complaint_rate": round(r.complaint_rate, 6),
+        }
+        for key, r in {**table, "all": total(table)}.items()
+    }
