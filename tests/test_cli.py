@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import summary
 
 from drip import db
 from drip.cli import main
@@ -186,7 +187,7 @@ def test_outbox_transport_writes_eml_files(project, tmp_path):
     del project.env["DRIP_SMTP_URL"]
     project.env["DRIP_OUTBOX"] = str(tmp_path / "outbox")
     add(project, "a@example.org", "night_cramps", "--confirmed")
-    assert "1 sent" in project.cli("send", "--now", MON).output
+    assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
     (eml,) = (tmp_path / "outbox").glob("*.eml")
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml.read_bytes()
 

@@ -28,7 +28,7 @@ from drip.quality import gate_email, reading_text
 from drip.render import RenderedEmail, Renderer, subscriber_context
 
 REPO = Path(__file__).parent.parent
-SEEDS = Path("/work/shared/seeds")
+SEEDS = REPO.resolve().parent / "shared" / "seeds"  # beside the repository
 
 DRIP = "vein-health"
 URGENT = "urgent-care"
