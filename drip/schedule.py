@@ -16,6 +16,7 @@ The rules (also in the README):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -33,28 +34,59 @@ FAILED = DeliveryStatus.FAILED
 IN_DOUBT = DeliveryStatus.IN_DOUBT
 
 
-def next_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
-    """The earliest instant at or after `moment` that lies inside `window` in `tz` (UTC)."""
-    local = moment.astimezone(tz)
-    for _ in range(8):  # a week always contains an allowed day
-        day = local.date()
-        if day.weekday() in window.weekdays:
-            opens = datetime.combine(day, time(window.start_hour), tz)
-            closes = (
-                datetime.combine(day + timedelta(days=1), time(0), tz)
-                if window.end_hour == 24
-                else datetime.combine(day, time(window.end_hour), tz)
-            )
-            if local < opens:
-                return opens.astimezone(UTC)
-            if local < closes:
-                return local.astimezone(UTC)
-        local = datetime.combine(day + timedelta(days=1), time(0), tz)
-    raise ValueError(f"send window {window.describe()} allows no time at all")
-
-
 def in_window(moment: datetime, window: SendWindow, tz: ZoneInfo) -> bool:
-    return next_allowed(moment, window, tz) == moment.astimezone(UTC)
+    """Does the subscriber's clock show an allowed weekday and hour at `moment`?"""
+    local = moment.astimezone(tz)
+    return local.weekday() in window.weekdays and window.start_hour <= local.hour < window.end_hour
+
+
+def next_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
+    """The earliest instant at or after `moment` that lies inside `window` in `tz` (UTC).
+
+    Follows the subscriber's wall clock through daylight-saving changes: an hour
+    that does not exist that day is never used, and an hour the clock shows
+    twice is allowed both times.
+    """
+    if not window.weekdays or window.start_hour >= window.end_hour:
+        raise ValueError(f"send window {window.describe()} allows no time at all")
+    probe = moment.astimezone(UTC)
+    for _ in range(16):  # a week of openings, and the odd clock change between them
+        if in_window(probe, window, tz):
+            return probe
+        opening = _next_opening(probe, window, tz)
+        before, after = probe.astimezone(tz).utcoffset(), opening.astimezone(tz).utcoffset()
+        # no clock change in between: the clock runs on to the opening (changes are
+        # weeks apart, so at most one lies between two probes)
+        probe = opening if before == after else _clock_change(probe, opening, tz)
+    raise AssertionError(f"no time in {window.describe()} found after {moment}")
+
+
+def _next_opening(after: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
+    """The next instant after `after` at which the clock, running on without a
+    change, would first show an allowed hour: the start hour of today or a later
+    allowed day."""
+    local = after.astimezone(tz)
+    day = local.date() if local.hour < window.start_hour else local.date() + timedelta(days=1)
+    while day.weekday() not in window.weekdays:
+        day += timedelta(days=1)
+    for fold in (0, 1):  # the first time the clock shows it, if that is still ahead
+        opening = datetime.combine(day, time(window.start_hour), tz).replace(fold=fold)
+        if opening.astimezone(UTC) > after:
+            return opening.astimezone(UTC)
+    return opening.astimezone(UTC)
+
+
+def _clock_change(start: datetime, end: datetime, tz: ZoneInfo) -> datetime:
+    """The instant in (start, end] when the UTC offset changes, to the second."""
+    low, high = math.floor(start.timestamp()), math.ceil(end.timestamp())
+    offset = start.astimezone(tz).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, tz).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 @dataclass(frozen=True)
