@@ -81,6 +81,9 @@ def remove(
         sub.status = _before_bounce(session, sub)
         sub.soft_bounces = 0
         restored = True
+    if sub is not None:
+        # the send loop took an active subscriber out of their campaigns while the
+        # address was suppressed: put them back where their answers say
         enrollment.sync_subscriber(session, config, sub, now)
     audit.record(
         session,
