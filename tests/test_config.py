@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def test_drip_check_exits_non_zero_and_send_refuses(project, sink):
         ("3d", timedelta(days=3)),
         ("12h", timedelta(hours=12)),
         ("1d12h", timedelta(days=1, hours=12)),
-        ("90m", timedelta(minutes=90)),
+        ("90min", timedelta(minutes=90)),
+        ("1h 30min", timedelta(hours=1, minutes=30)),
         ("2w", timedelta(weeks=2)),
         ("P3D", timedelta(days=3)),
         ("PT12H", timedelta(hours=12)),
@@ -145,5 +147,29 @@ def test_bad_durations(text):
 
 
 def test_format_duration_round_trips():
-    for text in ("0d", "3d", "1d12h", "2h30m"):
+    for text in ("0d", "3d", "1d12h", "2h30min"):
         assert format_duration(parse_duration(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text,advice",
+    [
+        ("1m", 'could mean minutes or months; did you mean "1min" (minutes) or "30d" (days)?'),
+        ("3M", 'did you mean "3min" (minutes) or "90d" (days)?'),
+        ("1w2m", 'did you mean "1w2min" (minutes) or "1w60d" (days)?'),
+        ("2h30m", 'write minutes as "min", like "2h30min"'),
+    ],
+)
+def test_a_bare_m_is_refused_with_a_did_you_mean(text, advice):
+    """A marketer writing "1m" likely means a month; drip used to read a minute."""
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text)
+    assert advice in str(caught.value)
+
+
+def test_a_bare_m_in_campaigns_toml_is_one_line_with_file_and_line(project):
+    project.edit_config('delay = "2d"', 'delay = "1m"')
+    result = project.cli("check")
+    assert result.exit_code == 1
+    (line,) = [ln for ln in result.output.splitlines() if "1min" in ln]
+    assert re.search(r"campaigns\.toml:\d+: campaign\[0\]\.step\[1\]\.delay: '1m' could", line)
