@@ -17,7 +17,6 @@ from ..config import Campaign, Config
 from ..enrollment import OPTED_OUT
 from ..models import (
     ACTIVE,
-    ENROLLED,
     LEFT,
     PENDING,
     UNSUBSCRIBED,
@@ -274,13 +273,3 @@ def purge_pending(session: Session, now: datetime, ttl: timedelta) -> tuple[int,
             audit.record(session, now, "drip", "signup.expired", sub.id)
             reverted += 1
     return deleted, reverted
-
-
-def active_enrollments(session: Session, sub: Subscriber) -> int:
-    return len(
-        session.scalars(
-            select(Enrollment.id).where(
-                Enrollment.subscriber_id == sub.id, Enrollment.state == ENROLLED
-            )
-        ).all()
-    )
