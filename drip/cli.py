@@ -32,6 +32,7 @@ from .settings import Settings, SettingsError
 from .states import SubscriberStatus
 from .tokens import Tokens
 from .transport import TransportUnavailable, transport_from_settings
+from .words import plural
 
 
 class App:
@@ -136,8 +137,9 @@ def check(app: App, quiet: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     steps = sum(len(c.steps) for c in config.campaigns)
     click.echo(
-        f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, "
-        f"{report.profiles} renders checked ({report.distinct} distinct emails through the "
+        f"ok: {config.path.name}: {plural(len(config.campaigns), 'campaign')}, "
+        f"{plural(steps, 'step')}, {plural(report.profiles, 'render')} checked "
+        f"({plural(report.distinct, 'distinct email')} through the "
         f"gates); grades are the hardest version of each email, the limit is grade "
         f"{config.quality.max_grade:g} Flesch-Kincaid"
     )
@@ -147,7 +149,7 @@ def report_problems(problems: list[str], consequence: str) -> None:
     """Template problems the way config problems are shown: one per line, file:line first."""
     count = len(problems)
     click.echo(
-        f"drip: {count} problem{'s' if count != 1 else ''} in the templates ({consequence}):",
+        f"drip: {plural(count, 'problem')} in the templates ({consequence}):",
         err=True,
     )
     for problem in problems:

@@ -32,6 +32,7 @@ from .render import Renderer
 from .sender import Sender
 from .tokens import Tokens
 from .transport import OutboxTransport
+from .words import plural
 
 DEMO_SECRET = "drip-demo-only-secret-never-use-in-production"
 DEMO_START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)  # a Monday morning
@@ -120,7 +121,10 @@ def run_demo(
         )
         total += sender.run().sent
         now += timedelta(hours=1)  # like cron running every hour
-    echo(f"\nRan `drip send` every simulated hour for {weeks} weeks: {total} emails sent.")
+    echo(
+        f"\nRan `drip send` every simulated hour for {plural(weeks, 'week')}: "
+        f"{plural(total, 'email')} sent."
+    )
     return write_index(folder, outbox, patients)
 
 

@@ -218,3 +218,31 @@ def test_preview_says_when_a_patient_could_never_get_the_step(project):
     result = project.cli("preview", "leg-health", "walking", "--symptoms", "heavy_legs")
     assert result.exit_code == 0
     assert "never gets this step (any of walking_cramps)" in result.output
+
+
+def test_status_filter_offers_the_real_statuses(project):
+    result = project.cli("subscribers", "list", "--status", "bogus")
+    assert result.exit_code == 2
+    assert "'pending', 'active', 'unsubscribed', 'bounced', 'complained'" in result.output
+
+
+def test_audit_names_the_address_or_says_erased(project):
+    add(project, "kept@example.org", "night_cramps", "--confirmed")
+    add(project, "gone@example.org")  # pending: purged after a week unconfirmed
+    later = "2026-06-15T15:00:00Z"
+    assert project.cli("subscribers", "purge-pending", "--now", later).exit_code == 0
+    lines = project.cli("audit").output.splitlines()
+    created = [ln for ln in lines if "subscriber.created" in ln]
+    assert len(created) == 2
+    assert re.search(r"subscriber\.created\s+kept@example\.org\s", created[-1])
+    assert re.search(r"subscriber\.created\s+erased\s", created[0])
+    assert not any("gone@example.org" in ln for ln in lines)  # erased means erased
+    assert not re.search(r"subscriber\.created\s+\d+\s", "\n".join(lines))
+
+
+def test_counts_are_singular_when_there_is_one(project):
+    text = project.config.read_text()
+    project.config.write_text(text[: text.index('[[campaign]]\nkey = "urgent-care"')])
+    result = project.cli("check", "-q")
+    assert result.exit_code == 0, result.output
+    assert "ok: campaigns.toml: 1 campaign, 4 steps," in result.output

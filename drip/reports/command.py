@@ -12,6 +12,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from ..words import plural
 from . import data, page
 from .series import make_weeks
 
@@ -67,7 +68,7 @@ def report(
         _write(output, html)
     except OSError as exc:
         _fail(f"cannot write {output}: {exc.strerror or exc}")
-    click.echo(f"wrote {output} ({len(span)} weeks from {span.dates()[0]})")
+    click.echo(f"wrote {output} ({plural(len(span), 'week')} from {span.dates()[0]})")
 
 
 def _write(path: Path, text: str) -> None:
