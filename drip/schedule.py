@@ -58,7 +58,7 @@ def next_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetime
         # no clock change in between: the clock runs on to the opening (changes are
         # weeks apart, so at most one lies between two probes)
         probe = opening if before == after else _clock_change(probe, opening, tz)
-    raise AssertionError(f"no time in {window.describe()} found after {moment}")
+    raise AssertionError(f"no time in {window.describe()} after {moment}")  # pragma: no cover
 
 
 def _next_opening(after: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
@@ -69,10 +69,9 @@ def _next_opening(after: datetime, window: SendWindow, tz: ZoneInfo) -> datetime
     day = local.date() if local.hour < window.start_hour else local.date() + timedelta(days=1)
     while day.weekday() not in window.weekdays:
         day += timedelta(days=1)
-    for fold in (0, 1):  # the first time the clock shows it, if that is still ahead
-        opening = datetime.combine(day, time(window.start_hour), tz).replace(fold=fold)
-        if opening.astimezone(UTC) > after:
-            return opening.astimezone(UTC)
+    opening = datetime.combine(day, time(window.start_hour), tz)  # the first time it shows
+    if opening.astimezone(UTC) <= after:  # passed already: the clock shows it again later
+        opening = opening.replace(fold=1)
     return opening.astimezone(UTC)
 
 
