@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from . import audit, db, deliveries, enrollment, subscribers
@@ -22,7 +22,6 @@ from .config import Config, ConfigError, load_config
 from .deliverability import dkim_check_lines, rates_lines
 from .dkim import dkim_sign_for
 from .locking import LockBusy, SendLock
-from .models import Enrollment, Subscriber
 from .outgoing import build
 from .preflight import preflight
 from .progress import Progress
@@ -370,9 +369,7 @@ def subscribers_add(
             fail(str(exc))
         enrollment.sync_subscriber(session, config, sub, now)
         session.commit()
-        campaigns = session.scalars(
-            select(Enrollment.campaign_key).where(Enrollment.subscriber_id == sub.id)
-        ).all()
+        campaigns = enrollment.campaign_keys(session, sub.id)
     click.echo(f"added {sub.email} ({sub.status}); campaigns: {', '.join(campaigns) or 'none'}")
 
 
@@ -386,10 +383,7 @@ def subscribers_add(
 def subscribers_list(app: App, status: str | None) -> None:
     """One line per subscriber: email, status, symptoms."""
     with Session(app.engine) as session:
-        query = select(Subscriber).order_by(Subscriber.id)
-        if status:
-            query = query.where(Subscriber.status == status)
-        for sub in session.scalars(query):
+        for sub in subscribers.listing(session, status):
             click.echo(
                 f"{sub.email}\t{sub.status}\t{sub.timezone}\t{','.join(sorted(sub.symptom_keys))}"
             )

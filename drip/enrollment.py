@@ -210,3 +210,14 @@ def replan_if_changed(session: Session, config: Config, now: datetime, batch: in
         session.flush()
     session.merge(Meta(key=FINGERPRINT_KEY, value=fingerprint))
     return count
+
+
+def campaign_keys(session: Session, subscriber_id: int) -> list[str]:
+    """The campaigns a subscriber is enrolled in, in any state."""
+    return list(
+        session.scalars(
+            select(Enrollment.campaign_key)
+            .where(Enrollment.subscriber_id == subscriber_id)
+            .order_by(Enrollment.id)
+        )
+    )

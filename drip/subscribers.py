@@ -78,6 +78,14 @@ def check_symptoms(config: Config, keys: Iterable[str]) -> set[str]:
     return chosen
 
 
+def listing(session: Session, status: str | None = None) -> list[Subscriber]:
+    """Every subscriber (or those with `status`), oldest first."""
+    query = select(Subscriber).order_by(Subscriber.id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    return list(session.scalars(query))
+
+
 def find(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email == normalize_email(email)))
 

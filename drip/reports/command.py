@@ -7,7 +7,7 @@ import sys
 import tempfile
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy.orm import Session
@@ -17,7 +17,7 @@ from . import data, page
 from .series import make_weeks
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
     sys.exit(1)
 
