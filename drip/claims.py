@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, bindparam, insert, text
+from sqlalchemy import Integer, Table, bindparam, insert, text
 from sqlalchemy.orm import Session
 
 from .models import ACTIVE, ENROLLED, AuditEntry
@@ -160,7 +160,7 @@ def set_next(
         session.connection().execute(_SET_NEXT, params)
 
 
-_AUDIT = insert(AuditEntry)
+_AUDIT = insert(cast(Table, AuditEntry.__table__))
 
 
 def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:
