@@ -347,7 +347,7 @@ class ImapSource:
             if status != "OK":
                 raise SourceError(f"IMAP search failed: {_said(data)}")
             for uid in (data[0] or b"").split():
-                status, fetched = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
+                status, fetched = self.conn.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
                 raw = next((p[1] for p in fetched if isinstance(p, tuple)), None)
                 if status != "OK" or raw is None:
                     raise SourceError(f"IMAP fetch of message {uid.decode()} failed")
@@ -358,7 +358,7 @@ class ImapSource:
     def done(self, item: Item) -> None:
         assert item.uid is not None
         try:
-            self.conn.uid("STORE", item.uid, "+FLAGS", f"({self.flag})")
+            self.conn.uid("STORE", item.uid.decode(), "+FLAGS", f"({self.flag})")
         except (OSError, imaplib.IMAP4.error) as exc:
             raise SourceError(f"IMAP: cannot mark message {item.uid.decode()}: {exc}") from None
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, TextClause, bindparam, insert, text
+from sqlalchemy import Integer, Table, TextClause, bindparam, insert, text
 from sqlalchemy.orm import Session
 
 from .models import ACTIVE, ENROLLED, AuditEntry
@@ -204,7 +204,7 @@ def release_leases(session: Session, run_id: str) -> None:
     session.connection().execute(_RELEASE, {"b_run": run_id})
 
 
-_AUDIT = insert(AuditEntry)
+_AUDIT = insert(cast(Table, AuditEntry.__table__))
 
 
 def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:

@@ -12,22 +12,24 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, db, dberrors, enrollment, rights, subscribers
+from . import audit, db, dberrors, deliveries, enrollment, rights, subscribers
+from . import stats as numbers
 from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .locking import LockBusy, SendLock
-from .models import AuditEntry, Delivery, Enrollment, Subscriber
+from .models import Enrollment, Subscriber
 from .preflight import preflight
 from .progress import Progress
 from .render import Renderer, TemplateProblem
-from .schedule import IN_DOUBT, SENT
 from .sender import Sender, Summary, count_due
 from .settings import Settings, SettingsError
+from .states import SubscriberStatus
 from .tokens import Tokens
 from .transport import TransportUnavailable, transport_from_settings
+from .words import plural
 
 
 class App:
@@ -94,7 +96,7 @@ def parse_now(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def clock_for(now: datetime | None):  # type: ignore[no-untyped-def]
+def clock_for(now: datetime | None) -> Callable[[], datetime]:
     return (lambda: now) if now is not None else (lambda: datetime.now(UTC))
 
 
@@ -154,8 +156,9 @@ def check(app: App, quiet: bool) -> None:
     steps = sum(len(c.steps) for c in config.campaigns)
     news = f"{len(config.newsletters)} newsletters, " if config.newsletters else ""
     click.echo(
-        f"ok: {config.path.name}: {len(config.campaigns)} campaigns, {steps} steps, {news}"
-        f"{report.profiles} renders checked ({report.distinct} distinct emails through the "
+        f"ok: {config.path.name}: {plural(len(config.campaigns), 'campaign')}, "
+        f"{plural(steps, 'step')}, {news}{plural(report.profiles, 'render')} checked "
+        f"({plural(report.distinct, 'distinct email')} through the "
         f"gates); grades are the hardest version of each email, the limit is grade "
         f"{config.quality.max_grade:g} Flesch-Kincaid"
     )
@@ -165,7 +168,7 @@ def report_problems(problems: list[str], consequence: str) -> None:
     """Template problems the way config problems are shown: one per line, file:line first."""
     count = len(problems)
     click.echo(
-        f"drip: {count} problem{'s' if count != 1 else ''} in the templates ({consequence}):",
+        f"drip: {plural(count, 'problem')} in the templates ({consequence}):",
         err=True,
     )
     for problem in problems:
@@ -420,14 +423,16 @@ def subscribers_add(
             fail(str(exc))
         enrollment.sync_subscriber(session, config, sub, now)
         session.commit()
-        campaigns = session.scalars(
-            select(Enrollment.campaign_key).where(Enrollment.subscriber_id == sub.id)
-        ).all()
+        campaigns = enrollment.campaign_keys(session, sub.id)
     click.echo(f"added {sub.email} ({sub.status}); campaigns: {', '.join(campaigns) or 'none'}")
 
 
 @subscribers_group.command("list")
-@click.option("--status", help="Only this status (pending, active, unsubscribed, bounced).")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
 @click.pass_obj
 def subscribers_list(app: App, status: str | None) -> None:
     """One line per subscriber: email, status, symptoms."""
@@ -457,25 +462,10 @@ def subscribers_show(app: App, email: str) -> None:
             fail(str(exc))
         if sub is None:
             fail(f"no subscriber {email}")
-        fields = [
-            "email",
-            "first_name",
-            "status",
-            "timezone",
-            "created_at",
-            "confirmed_at",
-            "unsubscribed_at",
-            "paused_until",
-            "source",
-            "consent_text_version",
-            "consent_at",
-            "consent_ip",
-            "consent_user_agent",
-            "confirm_ip",
-            "withdrawn_at",
-        ]
-        for name in fields:
-            click.echo(f"{name:22} {getattr(sub, name) or '-'}")
+        found = subscribers.profile(session, sub, datetime.now(UTC))
+        session.commit()
+        for name, value in found.fields():
+            click.echo(f"{name:22} {value or '-'}")
         click.echo(f"{'symptoms':22} {', '.join(sorted(sub.symptom_keys)) or '-'}")
         click.echo(f"{'newsletters':22} {'off (opted out)' if sub.newsletters_opt_out else 'on'}")
         for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id)):
@@ -483,15 +473,11 @@ def subscribers_show(app: App, email: str) -> None:
                 f"campaign {e.campaign_key}: {e.state}, started {e.started_at:%Y-%m-%d}"
                 f", next {e.next_step_key or '-'} at {e.next_due_at or '-'}"
             )
-        for d in session.scalars(
-            select(Delivery).where(Delivery.subscriber_id == sub.id).order_by(Delivery.id)
-        ):
+        for d in found.deliveries:
             click.echo(
                 f"  {d.campaign_key}/{d.step_key}: {d.status} "
                 f"{d.sent_at or d.updated_at:%Y-%m-%d %H:%M}" + (f" ({d.error})" if d.error else "")
             )
-        audit.record(session, datetime.now(UTC), "cli", "subscriber.viewed", sub.id)
-        session.commit()
 
 
 @subscribers_group.command("import")
@@ -668,64 +654,47 @@ def subscribers_unsubscribe(app: App, email: str, now_text: str | None) -> None:
 # -- deliveries, stats, db -----------------------------------------------------------
 
 
-@main.command()
+@main.command("deliveries")
 @click.option("--in-doubt", is_flag=True, help="Only deliveries interrupted mid-send.")
 @click.option("--resolve", metavar="REF", help="Resolve an in-doubt delivery by its ref.")
 @click.option(
     "--as",
     "resolution",
-    type=click.Choice(["sent", "resend"]),
+    type=click.Choice([r.value for r in deliveries.Resolution]),
     help="With --resolve: it did arrive (sent) or send it again (resend).",
 )
 @click.option("--limit", default=50, show_default=True)
 @click.pass_obj
-def deliveries(
+def deliveries_cmd(
     app: App, in_doubt: bool, resolve: str | None, resolution: str | None, limit: int
 ) -> None:
     """List recent deliveries, or resolve an in-doubt one."""
-    now = datetime.now(UTC)
     with Session(app.engine) as session:
         if resolve:
             if not resolution:
                 fail("--resolve needs --as sent or --as resend")
-            row = session.scalar(select(Delivery).where(Delivery.ref == resolve))
-            if row is None or row.status != IN_DOUBT:
-                fail(f"no in-doubt delivery with ref {resolve}")
-            if resolution == "sent":
-                row.status, row.sent_at = SENT, row.updated_at
-            else:
-                session.delete(row)
-            audit.record(
-                session,
-                now,
-                "cli",
-                f"delivery.resolved.{resolution}",
-                row.subscriber_id,
-                ref=resolve,
-            )
-            sub = session.get(Subscriber, row.subscriber_id)
-            session.flush()
-            if sub is not None:
-                enrollment.sync_subscriber(session, app.config, sub, now)
+            try:
+                deliveries.resolve(
+                    session,
+                    app.config,
+                    resolve,
+                    deliveries.Resolution(resolution),
+                    datetime.now(UTC),
+                )
+            except deliveries.NotInDoubt as exc:
+                fail(str(exc))
             session.commit()
             click.echo(f"resolved {resolve} as {resolution}")
             return
-        query = (
-            select(Delivery, Subscriber.email)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .order_by(Delivery.id.desc())
-        )
-        if in_doubt:
-            query = query.where(Delivery.status == IN_DOUBT)
-        shown = 0
-        for d, email in session.execute(query.limit(limit)):
-            shown += 1
+        found = deliveries.recent(session, limit, in_doubt=in_doubt)
+        for listed in found:
+            d = listed.delivery
             click.echo(
-                f"{d.ref}  {d.status:9} {d.campaign_key}/{d.step_key}  {email}  "
+                f"{d.ref}  {d.status:9} {d.campaign_key}/{d.step_key}  {listed.email}  "
                 f"{(d.sent_at or d.updated_at):%Y-%m-%d %H:%M}"
                 + (f"  {d.error}" if d.error else "")
             )
-        audit.record(session, now, "cli", "deliveries.listed", None, count=shown)
+        audit.record(session, datetime.now(UTC), "cli", "deliveries.listed", None, count=len(found))
         session.commit()
 
 
@@ -734,58 +703,27 @@ def deliveries(
 @click.pass_obj
 def stats(app: App, as_json: bool) -> None:
     """Plain numbers: subscribers by status, emails by campaign, step and status."""
-    from .deliverability import rates_json, rates_lines
-    from .rates import failure_reasons, step_rates
+    from .deliverability import rates_lines
 
     with Session(app.engine) as session:
-        people: dict[str, int] = {
-            status: count
-            for status, count in session.execute(
-                select(Subscriber.status, func.count()).group_by(Subscriber.status)
-            )
-        }
-        rows = session.execute(
-            select(
-                Delivery.campaign_key, Delivery.step_key, Delivery.status, func.count()
-            ).group_by(Delivery.campaign_key, Delivery.step_key, Delivery.status)
-        ).all()
-        rates = step_rates(session)
-        reasons = failure_reasons(session)
-    table: dict[str, dict[str, int]] = {}
-    for campaign, step, status, count in rows:
-        table.setdefault(f"{campaign}/{step}", {})[status] = count
+        found = numbers.gather(session, app.config)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "subscribers": people,
-                    "steps": table,
-                    "rates": rates_json(rates),
-                    "failure_reasons": dict(reasons),
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(found.as_json(), indent=2))
         return
+    people = found.subscribers
     click.echo(
         "subscribers: " + (", ".join(f"{n} {s}" for s, n in sorted(people.items())) or "none")
     )
-    order = {
-        f"{c.key}/{s.key}": i
-        for i, (c, s) in enumerate(
-            [(c, s) for c in app.config.campaigns for s in c.steps]
-            + [(n.campaign, n.step) for n in app.config.newsletters]  # after the series
-        )
-    }
-    statuses = ("sent", "skipped", "deferred", "failed", "in_doubt", "claimed")
-    click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in statuses))
-    for key in sorted(table, key=lambda k: order.get(k, 1_000_000)):
-        click.echo(f"{key:40}" + "".join(f"{table[key].get(s, 0):>10}" for s in statuses))
-    for line in rates_lines(rates, order):
+    columns = numbers.STATUS_COLUMNS
+    click.echo(f"{'step':40}" + "".join(f"{s:>10}" for s in columns))
+    for key in found.ordered_steps():
+        row = found.steps[key]
+        click.echo(f"{key:40}" + "".join(f"{row.get(s, 0):>10}" for s in columns))
+    for line in rates_lines(found.rates, found.order):
         click.echo(line, err=line.startswith("warning"))
-    if reasons:
+    if found.failure_reasons:
         click.echo("why emails failed:")
-        for reason, count in reasons:
+        for reason, count in found.failure_reasons:
             click.echo(f"{count:>8}  {reason}")
 
 
@@ -809,12 +747,11 @@ def db_upgrade(app: App) -> None:
 def audit_log(app: App, limit: int) -> None:
     """The newest audit log entries."""
     with Session(app.engine) as session:
-        for entry in session.scalars(
-            select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-        ):
+        for shown in audit.newest(session, limit):
+            entry = shown.entry
             click.echo(
                 f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor:12} {entry.action:24} "
-                f"{entry.subscriber_id or '-':>6}  {entry.detail}"
+                f"{shown.who}  {entry.detail}"
             )
 
 

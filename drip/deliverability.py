@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from .subscribers import InvalidSubscriber
 ACTOR = "drip bounces"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
     sys.exit(1)
 
@@ -236,19 +236,6 @@ def register(main: click.Group) -> None:
 
 
 # -- stats -----------------------------------------------------------------------------
-
-
-def rates_json(table: dict[str, Rates]) -> dict[str, dict[str, float | int]]:
-    return {
-        key: {
-            "sent": r.sent,
-            "bounced": r.bounced,
-            "complained": r.complained,
-            "bounce_rate": round(r.bounce_rate, 6),
-            "complaint_rate": round(r.complaint_rate, 6),
-        }
-        for key, r in {**table, "all": total(table)}.items()
-    }
 
 
 def rates_lines(table: dict[str, Rates], order: dict[str, int]) -> list[str]:

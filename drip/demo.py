@@ -33,6 +33,7 @@ from .render import Renderer
 from .sender import Sender
 from .tokens import Tokens
 from .transport import OutboxTransport
+from .words import plural
 
 DEMO_SECRET = "drip-demo-only-secret-never-use-in-production"
 DEMO_START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)  # a Monday morning
@@ -44,6 +45,11 @@ class DemoPatient:
     name: str
     timezone: str
     symptoms: tuple[str, ...]
+
+
+def fixed_clock(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at `moment` (each simulated send run gets its own)."""
+    return lambda: moment
 
 
 def demo_patients(config: Config) -> list[DemoPatient]:
@@ -124,13 +130,16 @@ def run_demo(
             engine,
             transport,
             tokens,
-            clock=lambda now=now: now,
+            clock=fixed_clock(now),
             renderer=renderer,
             actor="demo",
         )
         total += sender.run().sent
         now += timedelta(hours=1)  # like cron running every hour
-    echo(f"\nRan `drip send` every simulated hour for {weeks} weeks: {total} emails sent.")
+    echo(
+        f"\nRan `drip send` every simulated hour for {plural(weeks, 'week')}: "
+        f"{plural(total, 'email')} sent."
+    )
     return write_index(folder, outbox, patients)
 
 

@@ -17,24 +17,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .models import (
-    ACTIVE,
-    ENROLLED,
-    FINISHED,
-    HELD,
-    LEFT,
-    Delivery,
-    Enrollment,
-    Meta,
-    Subscriber,
-)
-from .schedule import SKIPPED, Plan, Record, plan_next
+from .campaigns import Config
+from .models import Delivery, Enrollment, Meta, Subscriber
+from .schedule import Plan, Record, plan_next
+from .states import DeliveryStatus, EnrollmentState, SubscriberStatus
 
 FINGERPRINT_KEY = "schedule_fingerprint"
-# A subscriber stopped this one campaign from the preferences page: sticky, so no
-# audience re-evaluation or replan ever re-enrolls them (only they can rejoin).
-OPTED_OUT = "opted_out"
+OPTED_OUT = EnrollmentState.OPTED_OUT  # the old name, imported by the web side
 
 
 def records_for(
@@ -75,7 +64,7 @@ def refresh(
     An enrollment another sender has leased is left alone: that sender is sending
     its next email and plans the step after it when the server has answered.
     """
-    if enrollment.state in (LEFT, OPTED_OUT):
+    if enrollment.state in (EnrollmentState.LEFT, EnrollmentState.OPTED_OUT):
         return None
     if enrollment.leased_by is not None and enrollment.leased_by != run_id:
         return None
@@ -101,19 +90,21 @@ def refresh(
             now,
             "step added before this subscriber's position",
         )
-        records[key] = Record(SKIPPED, now)
+        records[key] = Record(DeliveryStatus.SKIPPED, now)
     apply_plan(enrollment, plan)
     return plan
 
 
 def apply_plan(enrollment: Enrollment, plan: Plan) -> None:
     if plan.blocked:
-        enrollment.state, enrollment.next_step_key, enrollment.next_due_at = HELD, None, None
+        enrollment.state = EnrollmentState.HELD
+        enrollment.next_step_key, enrollment.next_due_at = None, None
     elif plan.finished:
-        enrollment.state, enrollment.next_step_key, enrollment.next_due_at = FINISHED, None, None
+        enrollment.state = EnrollmentState.FINISHED
+        enrollment.next_step_key, enrollment.next_due_at = None, None
     else:
         assert plan.step is not None
-        enrollment.state = ENROLLED
+        enrollment.state = EnrollmentState.ACTIVE
         enrollment.next_step_key, enrollment.next_due_at = plan.step.key, plan.due_at
 
 
@@ -130,7 +121,7 @@ def add_skip(
             subscriber_id=subscriber_id,
             campaign_key=campaign_key,
             step_key=step_key,
-            status=SKIPPED,
+            status=DeliveryStatus.SKIPPED,
             ref=secrets.token_hex(16),
             attempts=0,
             error=reason,
@@ -159,22 +150,25 @@ def sync_subscriber(
     symptoms = sub.symptom_keys
     tz = ZoneInfo(sub.timezone)
     for campaign in config.campaigns:
-        wanted = sub.status == ACTIVE and campaign.audience.matches(symptoms)
+        wanted = sub.status == SubscriberStatus.ACTIVE and campaign.audience.matches(symptoms)
         enrollment = existing.get(campaign.key)
-        if enrollment is not None and enrollment.state == OPTED_OUT:
+        if enrollment is not None and enrollment.state == EnrollmentState.OPTED_OUT:
             continue
         if not wanted:
             if enrollment is not None:
-                enrollment.state, enrollment.next_step_key = LEFT, None
+                enrollment.state, enrollment.next_step_key = EnrollmentState.LEFT, None
                 enrollment.next_due_at = enrollment.leased_by = None  # a sender's plan is void
             continue
         if enrollment is None:
             enrollment = Enrollment(
-                subscriber_id=sub.id, campaign_key=campaign.key, started_at=now, state=ENROLLED
+                subscriber_id=sub.id,
+                campaign_key=campaign.key,
+                started_at=now,
+                state=EnrollmentState.ACTIVE,
             )
             session.add(enrollment)
-        elif enrollment.state == LEFT:
-            enrollment.state = ENROLLED
+        elif enrollment.state == EnrollmentState.LEFT:
+            enrollment.state = EnrollmentState.ACTIVE
         refresh(session, config, enrollment, tz, records[(sub.id, campaign.key)], now)
 
 
@@ -225,7 +219,7 @@ def replan_each(session: Session, config: Config, now: datetime, batch: int = 50
         subs = list(
             session.scalars(
                 select(Subscriber)
-                .where(Subscriber.status == ACTIVE, Subscriber.id > last_id)
+                .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id > last_id)
                 .order_by(Subscriber.id)
                 .limit(batch)
             )
@@ -239,3 +233,14 @@ def replan_each(session: Session, config: Config, now: datetime, batch: int = 50
         count += len(subs)
         session.flush()
     return count
+
+
+def campaign_keys(session: Session, subscriber_id: int) -> list[str]:
+    """The campaigns a subscriber is enrolled in, in any state."""
+    return list(
+        session.scalars(
+            select(Enrollment.campaign_key)
+            .where(Enrollment.subscriber_id == subscriber_id)
+            .order_by(Enrollment.id)
+        )
+    )

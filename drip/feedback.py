@@ -40,6 +40,7 @@ from .models import (
     Delivery,
     Subscriber,
 )
+from .states import DeliveryStatus
 from .subscribers import InvalidSubscriber, find, suppress
 
 HARD, SOFT, DELAYED, POLICY, COMPLAINT, IGNORED = (
@@ -228,7 +229,7 @@ def _soft_count(session: Session, sub: Subscriber, delivery: Delivery | None) ->
         select(Delivery.id)
         .where(
             Delivery.subscriber_id == sub.id,
-            Delivery.status == "sent",
+            Delivery.status == DeliveryStatus.SENT,
             Delivery.sent_at > since,
             Delivery.sent_at < delivery.sent_at,
         )

@@ -25,16 +25,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Subscriber statuses
-PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = (
-    "pending",
-    "active",
-    "unsubscribed",
-    "bounced",
-    "complained",
-)
-# Enrollment states
-ENROLLED, FINISHED, LEFT, HELD = "active", "finished", "left", "held"
+from .states import DeliveryStatus, EnrollmentState, StateColumn, SubscriberStatus
+
+# The old names, still imported across drip: each is a member of its own enum now,
+# so an enrollment's ENROLLED and a subscriber's ACTIVE no longer mix by accident.
+PENDING = SubscriberStatus.PENDING
+ACTIVE = SubscriberStatus.ACTIVE
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
+ENROLLED = EnrollmentState.ACTIVE
+FINISHED = EnrollmentState.FINISHED
+LEFT = EnrollmentState.LEFT
+HELD = EnrollmentState.HELD
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -75,7 +78,7 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     first_name: Mapped[str | None] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[SubscriberStatus] = mapped_column(StateColumn(SubscriberStatus), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -131,7 +134,7 @@ class Enrollment(Base):
     )
     campaign_key: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[EnrollmentState] = mapped_column(StateColumn(EnrollmentState))
     # a cache of schedule.plan_next(), refreshed after every delivery and whenever
     # the schedule in campaigns.toml changes (see Meta "schedule_fingerprint")
     next_step_key: Mapped[str | None] = mapped_column(String(64))
@@ -154,7 +157,7 @@ class Delivery(Base):
     )
     campaign_key: Mapped[str] = mapped_column(String(64))
     step_key: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[DeliveryStatus] = mapped_column(StateColumn(DeliveryStatus))
     # opaque reference carried in Message-ID and X-Drip-Ref: matches bounces to rows
     ref: Mapped[str] = mapped_column(String(32), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -265,7 +268,3 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

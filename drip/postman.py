@@ -80,7 +80,7 @@ class Postman(Generic[T]):
             task = self._inbox.get()
             if task is _STOP:
                 return
-            item, envelope = cast(tuple[T, Envelope], task)
+            item, envelope = cast("tuple[T, Envelope]", task)
             error: BaseException | None = None
             if self._unavailable is not None:
                 error = self._unavailable

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from .feedback import ACTIONS, COMPLAINT, HARD
 from .models import AuditEntry, Delivery
+from .states import DeliveryStatus
 
 COMPLAINT_WARNING = 0.001  # 0.1%
 
@@ -54,7 +55,7 @@ class Rates:
 def refused_at_rcpt() -> ColumnElement[bool]:
     """Deliveries the server refused at RCPT with a hard (non-5.7.x) 5xx: bounces."""
     return and_(
-        Delivery.status == "failed",
+        Delivery.status == DeliveryStatus.FAILED,
         Delivery.error.like("RCPT TO refused: 5%"),
         not_(Delivery.error.like("% 5.7.%")),
     )
@@ -81,7 +82,7 @@ def step_rates(
 
     for campaign, step, count in session.execute(
         select(Delivery.campaign_key, Delivery.step_key, func.count())
-        .where(Delivery.status == "sent", *period(Delivery.sent_at))
+        .where(Delivery.status == DeliveryStatus.SENT, *period(Delivery.sent_at))
         .group_by(Delivery.campaign_key, Delivery.step_key)
     ):
         row(campaign, step).sent = count
@@ -119,9 +120,27 @@ def failure_reasons(session: Session, most: int = 10) -> list[tuple[str, int]]:
     import re
 
     counts: dict[str, int] = {}
-    for (error,) in session.execute(
-        select(Delivery.error).where(Delivery.status == "failed", Delivery.error.is_not(None))
+    for error in session.scalars(
+        select(Delivery.error).where(
+            Delivery.status == DeliveryStatus.FAILED, Delivery.error.is_not(None)
+        )
     ):
-        reason = re.sub(r"<[^>]*>|\S+@\S+", "<>", (error or "").splitlines()[0])[:120]
+        if error is None:  # excluded by the query; for the type checker
+            continue
+        reason = re.sub(r"<[^>]*>|\S+@\S+", "<>", error.splitlines()[0])[:120]
         counts[reason] = counts.get(reason, 0) + 1
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:most]
+
+
+def rates_json(table: dict[str, Rates]) -> dict[str, dict[str, float | int]]:
+    """The rates per step and over all steps, for `drip stats --json`."""
+    return {
+        key: {
+            "sent": r.sent,
+            "bounced": r.bounced,
+            "complained": r.complained,
+            "bounce_rate": round(r.bounce_rate, 6),
+            "complaint_rate": round(r.complaint_rate, 6),
+        }
+        for key, r in {**table, "all": total(table)}.items()
+    }

@@ -16,55 +16,83 @@ The rules (also in the README):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .config import Campaign, SendWindow, Step
+from .campaigns import Campaign, SendWindow, Step
+from .states import BLOCKING, DeliveryStatus
 
-# Statuses a delivery row can have. FINAL ones let the campaign move on.
-CLAIMED, SENT, SKIPPED, DEFERRED, FAILED, IN_DOUBT = (
-    "claimed",
-    "sent",
-    "skipped",
-    "deferred",
-    "failed",
-    "in_doubt",
-)
-FINAL = frozenset({SENT, SKIPPED, FAILED})
-BLOCKING = frozenset({CLAIMED, IN_DOUBT})
-
-
-def next_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
-    """The earliest instant at or after `moment` that lies inside `window` in `tz` (UTC)."""
-    local = moment.astimezone(tz)
-    for _ in range(8):  # a week always contains an allowed day
-        day = local.date()
-        if day.weekday() in window.weekdays:
-            opens = datetime.combine(day, time(window.start_hour), tz)
-            closes = (
-                datetime.combine(day + timedelta(days=1), time(0), tz)
-                if window.end_hour == 24
-                else datetime.combine(day, time(window.end_hour), tz)
-            )
-            if local < opens:
-                return opens.astimezone(UTC)
-            if local < closes:
-                return local.astimezone(UTC)
-        local = datetime.combine(day + timedelta(days=1), time(0), tz)
-    raise ValueError(f"send window {window.describe()} allows no time at all")
+# the old names, still imported by the send pipeline
+CLAIMED = DeliveryStatus.CLAIMED
+SENT = DeliveryStatus.SENT
+SKIPPED = DeliveryStatus.SKIPPED
+DEFERRED = DeliveryStatus.DEFERRED
+FAILED = DeliveryStatus.FAILED
+IN_DOUBT = DeliveryStatus.IN_DOUBT
 
 
 def in_window(moment: datetime, window: SendWindow, tz: ZoneInfo) -> bool:
-    return next_allowed(moment, window, tz) == moment.astimezone(UTC)
+    """Does the subscriber's clock show an allowed weekday and hour at `moment`?"""
+    local = moment.astimezone(tz)
+    return local.weekday() in window.weekdays and window.start_hour <= local.hour < window.end_hour
+
+
+def next_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
+    """The earliest instant at or after `moment` that lies inside `window` in `tz` (UTC).
+
+    Follows the subscriber's wall clock through daylight-saving changes: an hour
+    that does not exist that day is never used, and an hour the clock shows
+    twice is allowed both times.
+    """
+    if not window.weekdays or window.start_hour >= window.end_hour:
+        raise ValueError(f"send window {window.describe()} allows no time at all")
+    probe = moment.astimezone(UTC)
+    for _ in range(16):  # a week of openings, and the odd clock change between them
+        if in_window(probe, window, tz):
+            return probe
+        opening = _next_opening(probe, window, tz)
+        before, after = probe.astimezone(tz).utcoffset(), opening.astimezone(tz).utcoffset()
+        # no clock change in between: the clock runs on to the opening (changes are
+        # weeks apart, so at most one lies between two probes)
+        probe = opening if before == after else _clock_change(probe, opening, tz)
+    raise AssertionError(f"no time in {window.describe()} after {moment}")  # pragma: no cover
+
+
+def _next_opening(after: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
+    """The next instant after `after` at which the clock, running on without a
+    change, would first show an allowed hour: the start hour of today or a later
+    allowed day."""
+    local = after.astimezone(tz)
+    day = local.date() if local.hour < window.start_hour else local.date() + timedelta(days=1)
+    while day.weekday() not in window.weekdays:
+        day += timedelta(days=1)
+    opening = datetime.combine(day, time(window.start_hour), tz)  # the first time it shows
+    if opening.astimezone(UTC) <= after:  # passed already: the clock shows it again later
+        opening = opening.replace(fold=1)
+    return opening.astimezone(UTC)
+
+
+def _clock_change(start: datetime, end: datetime, tz: ZoneInfo) -> datetime:
+    """The instant in (start, end] when the UTC offset changes, to the second."""
+    low, high = math.floor(start.timestamp()), math.ceil(end.timestamp())
+    offset = start.astimezone(tz).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, tz).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 @dataclass(frozen=True)
 class Record:
     """What the database holds for one step of one subscriber's campaign."""
 
-    status: str
+    status: DeliveryStatus
     at: datetime  # when it reached this status (sent_at for sent rows)
     retry_at: datetime | None = None  # for deferred rows
 
@@ -96,7 +124,7 @@ def plan_next(
 
     if last is not None and last.status in BLOCKING:
         return Plan(None, None, inserted, blocked=True)
-    if last is not None and last.status == DEFERRED:
+    if last is not None and last.status == DeliveryStatus.DEFERRED:
         step = steps[position]
         window = step.send_window or clinic_window
         retry = last.retry_at or last.at
@@ -108,6 +136,6 @@ def plan_next(
     step = steps[index]
     due = started_at + sum((s.delay for s in steps[: index + 1]), timedelta(0))
     if last is not None:
-        gap = min(min_gap, step.delay) if last.status == SENT else timedelta(0)
+        gap = min(min_gap, step.delay) if last.status == DeliveryStatus.SENT else timedelta(0)
         due = max(due, last.at + gap)
     return Plan(step, next_allowed(due, step.send_window or clinic_window, tz), inserted)

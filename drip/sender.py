@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select, update
@@ -902,7 +903,7 @@ def due_enrollments(session: Session, now: datetime, only_subscriber: int | None
     return array("q", (eid for (eid,) in session.connection().execute(due_query(now))))
 
 
-def due_query(now: datetime) -> Select[tuple[int]]:
+def due_query(now: datetime) -> Select[Any]:
     """The ids of the due enrollments: a range of the (state, next_due_at, id) index."""
     return (
         select(Enrollment.id)

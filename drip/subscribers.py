@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -12,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .config import Config, valid_timezone
-from .models import ACTIVE, PENDING, Subscriber, Suppression, Symptom
+from .models import ACTIVE, PENDING, Delivery, Enrollment, Subscriber, Suppression, Symptom
 
 MAX_NAME = 100
 
@@ -66,13 +68,24 @@ def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
 def check_symptoms(config: Config, keys: Iterable[str]) -> set[str]:
     chosen = {k.strip() for k in keys if k.strip()}
     known = set(config.symptoms) | set(config.red_flags)
-    unknown = chosen - known
+    unknown = sorted(chosen - known)
     if unknown:
+        close = {k: difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.6) for k in unknown}
+        hints = [f"{k!r} -> {m[0]!r}" for k, m in close.items() if m]
+        hint = f"; did you mean {', '.join(hints)}?" if hints else ""
         raise InvalidSubscriber(
-            f"unknown symptom key(s): {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(known))}"
+            f"unknown symptom key{'s' if len(unknown) != 1 else ''}: {', '.join(unknown)}"
+            f"{hint}; known: {', '.join(sorted(known))}"
         )
     return chosen
+
+
+def listing(session: Session, status: str | None = None) -> list[Subscriber]:
+    """Every subscriber (or those with `status`), oldest first."""
+    query = select(Subscriber).order_by(Subscriber.id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    return list(session.scalars(query))
 
 
 def find(session: Session, email: str) -> Subscriber | None:
@@ -117,3 +130,50 @@ def create(
         session, now, actor, "subscriber.created", sub.id, status=sub.status, source=source
     )
     return sub
+
+
+# what `drip subscribers show` lists, in this order (the consent record included)
+PROFILE_FIELDS = (
+    "email",
+    "first_name",
+    "status",
+    "timezone",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "paused_until",
+    "source",
+    "consent_text_version",
+    "consent_at",
+    "consent_ip",
+    "consent_user_agent",
+    "confirm_ip",
+    "withdrawn_at",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything drip holds about one subscriber (GDPR Art. 15: the right of access)."""
+
+    subscriber: Subscriber
+    enrollments: list[Enrollment]
+    deliveries: list[Delivery]
+
+    def fields(self) -> list[tuple[str, object]]:
+        """(name, value) pairs; None where drip holds nothing."""
+        return [(name, getattr(self.subscriber, name)) for name in PROFILE_FIELDS]
+
+
+def profile(session: Session, sub: Subscriber, now: datetime, actor: str = "cli") -> Profile:
+    """Read everything about `sub`; the reading itself is audited (not committed here)."""
+    enrollments = list(
+        session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id))
+    )
+    deliveries = list(
+        session.scalars(
+            select(Delivery).where(Delivery.subscriber_id == sub.id).order_by(Delivery.id)
+        )
+    )
+    audit.record(session, now, actor, "subscriber.viewed", sub.id)
+    return Profile(sub, enrollments, deliveries)

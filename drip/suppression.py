@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from . import audit, enrollment
 from .config import Config
 from .models import ACTIVE, BOUNCED, PENDING, AuditEntry, Subscriber, Suppression
+from .states import SubscriberStatus
 from .subscribers import address_hash, find, normalize_email, suppress
 
 MAX_REASON = 32
@@ -80,6 +81,9 @@ def remove(
         sub.status = _before_bounce(session, sub)
         sub.soft_bounces = 0
         restored = True
+    if sub is not None:
+        # the send loop took an active subscriber out of their campaigns while the
+        # address was suppressed: put them back where their answers say
         enrollment.sync_subscriber(session, config, sub, now)
     audit.record(
         session,
@@ -93,7 +97,7 @@ def remove(
     return Removed(row.reason, sub.status if sub else None, restored)
 
 
-def _before_bounce(session: Session, sub: Subscriber) -> str:
+def _before_bounce(session: Session, sub: Subscriber) -> SubscriberStatus:
     last = session.scalar(
         select(AuditEntry)
         .where(AuditEntry.subscriber_id == sub.id, AuditEntry.action == "subscriber.bounced")
@@ -102,4 +106,4 @@ def _before_bounce(session: Session, sub: Subscriber) -> str:
     )
     was = json.loads(last.detail).get("was") if last is not None else None
     # the Sender's own bounce entries do not say; it only bounces active subscribers
-    return was if was in (ACTIVE, PENDING) else ACTIVE
+    return SubscriberStatus(was) if was in (ACTIVE, PENDING) else ACTIVE

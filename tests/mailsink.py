@@ -78,7 +78,9 @@ class SinkHandler:
         if mode == "slow" or self.delay:
             await asyncio.sleep(self.delay)
         with self._lock:
-            self.tls_sessions += bool(session.ssl)
+            # STARTTLS sets session.ssl; implicit TLS (smtps) only shows on the transport
+            encrypted = session.ssl or server.transport.get_extra_info("ssl_object")
+            self.tls_sessions += encrypted is not None
             for rcpt in envelope.rcpt_tos:
                 self.received.append(Received(envelope.mail_from, rcpt, envelope.content))
         return "250 2.0.0 Message accepted for delivery"

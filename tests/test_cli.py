@@ -10,12 +10,14 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import summary
 
 from drip import db
 from drip.cli import main
 from drip.lazy import LazyCommand
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 MON = "2026-06-01T15:00:00Z"
 
 
@@ -42,9 +44,38 @@ def test_every_command_and_option_is_in_the_readme(path, command):
             )
 
 
+def readme_rows() -> list[tuple[str, str]]:
+    """(command path, whole row) for each row of the README's CLI tables."""
+    known = sorted((path for path, _ in commands(main)), key=len, reverse=True)
+    rows = []
+    for line in README.splitlines():
+        match = re.match(r"\| `(drip [^`]*)`", line)
+        if match:
+            path = next((p for p in known if f"{match.group(1)} ".startswith(f"{p} ")), None)
+            assert path, f"README documents a command drip does not have: {match.group(1)!r}"
+            rows.append((path, line))
+    return rows
+
+
+def test_every_documented_option_exists():
+    """The other direction: an option removed or renamed in the code fails here."""
+    by_path = dict(commands(main))
+    rows = readme_rows()
+    assert len({path for path, _ in rows}) == len(by_path)
+    for path, row in rows:
+        command = by_path[path]
+        flags = {f for p in command.params for f in [*p.opts, *p.secondary_opts]} | {"--help"}
+        # the command's own cell (pipes inside it are escaped): only its options are there
+        usage = re.split(r"(?<!\\)\|", row)[1]
+        for flag in re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", usage):
+            assert flag in flags, f"README documents `{path} {flag}`, which does not exist"
+
+
 def test_every_environment_variable_is_in_the_readme():
-    source = "".join(p.read_text() for p in Path("drip").rglob("*.py"))
-    for name in set(re.findall(r'"(DRIP_[A-Z_]+)"', source)):
+    source = "".join(p.read_text() for p in (ROOT / "drip").rglob("*.py"))
+    names = set(re.findall(r'"(DRIP_[A-Z_]+)"', source))
+    assert len(names) > 5  # found the sources, wherever pytest runs from
+    for name in names:
         assert f"`{name}`" in README, f"{name} is not documented"
 
 
@@ -88,7 +119,11 @@ def test_subscribers_add_list_show(project):
     "args,message",
     [
         (("not-an-email",), "not valid"),
-        (("a@example.org", "--symptoms", "nite_cramps"), "unknown symptom key(s): nite_cramps"),
+        (
+            ("a@example.org", "--symptoms", "nite_cramps"),
+            "unknown symptom key: nite_cramps; did you mean 'nite_cramps' -> 'night_cramps'?",
+        ),
+        (("a@example.org", "--symptoms", "zz,qq"), "unknown symptom keys: qq, zz; known: "),
         (("a@example.org", "--timezone", "Mars/Base"), "unknown time zone"),
     ],
 )
@@ -155,7 +190,7 @@ def test_outbox_transport_writes_eml_files(project, tmp_path):
     del project.env["DRIP_SMTP_URL"]
     project.env["DRIP_OUTBOX"] = str(tmp_path / "outbox")
     add(project, "a@example.org", "night_cramps", "--confirmed")
-    assert "1 sent" in project.cli("send", "--now", MON).output
+    assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
     (eml,) = (tmp_path / "outbox").glob("*.eml")
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml.read_bytes()
 
@@ -186,3 +221,31 @@ def test_preview_says_when_a_patient_could_never_get_the_step(project):
     result = project.cli("preview", "leg-health", "walking", "--symptoms", "heavy_legs")
     assert result.exit_code == 0
     assert "never gets this step (any of walking_cramps)" in result.output
+
+
+def test_status_filter_offers_the_real_statuses(project):
+    result = project.cli("subscribers", "list", "--status", "bogus")
+    assert result.exit_code == 2
+    assert "'pending', 'active', 'unsubscribed', 'bounced', 'complained'" in result.output
+
+
+def test_audit_names_the_address_or_says_erased(project):
+    add(project, "kept@example.org", "night_cramps", "--confirmed")
+    add(project, "gone@example.org")  # pending: purged after a week unconfirmed
+    later = "2026-06-15T15:00:00Z"
+    assert project.cli("subscribers", "purge-pending", "--now", later).exit_code == 0
+    lines = project.cli("audit").output.splitlines()
+    created = [ln for ln in lines if "subscriber.created" in ln]
+    assert len(created) == 2
+    assert re.search(r"subscriber\.created\s+kept@example\.org\s", created[-1])
+    assert re.search(r"subscriber\.created\s+erased\s", created[0])
+    assert not any("gone@example.org" in ln for ln in lines)  # erased means erased
+    assert not re.search(r"subscriber\.created\s+\d+\s", "\n".join(lines))
+
+
+def test_counts_are_singular_when_there_is_one(project):
+    text = project.config.read_text()
+    project.config.write_text(text[: text.index('[[campaign]]\nkey = "urgent-care"')])
+    result = project.cli("check", "-q")
+    assert result.exit_code == 0, result.output
+    assert "ok: campaigns.toml: 1 campaign, 4 steps," in result.output

@@ -28,7 +28,7 @@ from drip.quality import gate_email, reading_text
 from drip.render import RenderedEmail, Renderer, subscriber_context
 
 REPO = Path(__file__).parent.parent
-SEEDS = Path("/work/shared/seeds")
+SEEDS = REPO.resolve().parent / "shared" / "seeds"  # beside the repository
 
 DRIP = "vein-health"
 URGENT = "urgent-care"
@@ -229,6 +229,8 @@ def test_welcome_says_what_to_expect_how_often_and_how_to_stop(render):
     assert "five short emails" in text
     assert "two emails a week" in text
     assert "You can stop at any time" in text and "Unsubscribe" in text
+    # the footer link opens a page with a button (tests/web): two clicks, as it says
+    assert "one click" not in text.lower() and "press the button on the page" in text
     assert email.html.count(BUTTON) == 1
     assert "https://clinic.example/p/TOKEN" in text  # the one button: manage your emails
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.policy
 from email import message_from_bytes
 
+from conftest import summary
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -94,10 +95,10 @@ def test_steps_arrive_in_order_once_each_over_simulated_weeks(project, sink):
 def test_nothing_is_sent_outside_the_window_then_it_goes_when_it_opens(project, sink):
     add(project)
     saturday_noon = "2026-06-06T17:00:00Z"  # weekends are outside the fixture's window
-    assert "0 sent" in project.cli("send", "--now", saturday_noon).output
+    assert summary(project.cli("send", "--now", saturday_noon).output)["sent"] == 0
     monday_8am = "2026-06-08T13:00:00Z"  # 08:00 in Chicago, window opens at 09:00
-    assert "0 sent" in project.cli("send", "--now", monday_8am).output
-    assert "1 sent" in project.cli("send", "--now", "2026-06-08T14:00:00Z").output
+    assert summary(project.cli("send", "--now", monday_8am).output)["sent"] == 0
+    assert summary(project.cli("send", "--now", "2026-06-08T14:00:00Z").output)["sent"] == 1
     assert len(sink.received) == 1
 
 
@@ -117,15 +118,15 @@ def test_dry_run_lists_and_records_nothing(project, sink):
     assert "pat@example.org  leg-health/welcome" in result.output
     assert "1 would send" in result.output
     assert sink.received == [] and deliveries(project) == set()
-    assert "1 sent" in project.cli("send", "--now", MON_10).output
+    assert summary(project.cli("send", "--now", MON_10).output)["sent"] == 1
 
 
 def test_limit_caps_a_run(project, sink):
     for i in range(5):
         add(project, f"p{i}@example.org")
     result = project.cli("send", "--now", MON_10, "--limit", "2")
-    assert "2 sent" in result.output and "--limit 2 reached" in result.output
-    assert "3 sent" in project.cli("send", "--now", MON_10).output
+    assert summary(result.output)["sent"] == 2 and "--limit 2 reached" in result.output
+    assert summary(project.cli("send", "--now", MON_10).output)["sent"] == 3
     assert len(sink.received) == 5
 
 
@@ -139,7 +140,7 @@ def test_temporary_failure_is_retried_with_backoff(project, sink):
         in project.cli("send", "--now", "2026-06-01T15:01:00Z").output
     )
     sink.handler.by_recipient.clear()
-    assert "1 sent" in project.cli("send", "--now", "2026-06-01T15:06:00Z").output
+    assert summary(project.cli("send", "--now", "2026-06-01T15:06:00Z").output)["sent"] == 1
     assert len(sink.handler.to("busy@example.org")) == 1
     assert ("welcome", "sent") in deliveries(project)
 
@@ -153,13 +154,13 @@ def test_hang_up_after_the_whole_message_is_in_doubt_never_resent(project, sink)
     assert "1 in doubt (1 new)" in result.output, result.output
     sink.handler.by_recipient.clear()
     again = project.cli("send", "--now", "2026-06-01T15:10:00Z")
-    assert "0 sent" in again.output and "1 in doubt (0 new)" in again.output
+    assert summary(again.output)["sent"] == 0 and "1 in doubt (0 new)" in again.output
     assert sink.received == []
     (ref,) = [
         line.split()[0] for line in project.cli("deliveries", "--in-doubt").output.splitlines()
     ]
     assert project.cli("deliveries", "--resolve", ref, "--as", "resend").exit_code == 0
-    assert "1 sent" in project.cli("send", "--now", "2026-06-01T15:20:00Z").output
+    assert summary(project.cli("send", "--now", "2026-06-01T15:20:00Z").output)["sent"] == 1
     assert len(sink.handler.to("drop@example.org")) == 1
 
 

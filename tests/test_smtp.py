@@ -7,6 +7,7 @@ import ssl
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import summary
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -77,7 +78,7 @@ def test_auth_login_with_url_encoded_password(project):
         project.env["DRIP_SMTP_URL"] = (
             f"smtp://alice:s3cret%2Fpass@127.0.0.1:{server.port}?starttls=off"
         )
-        assert "1 sent" in project.cli("send", "--now", MON).output
+        assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
         assert len(server.received) == 1
     finally:
         server.stop()
@@ -91,10 +92,10 @@ def test_a_refused_login_stops_the_run_and_loses_nothing(project):
         project.env["DRIP_SMTP_URL"] = f"smtp://alice:wrong@{base}"
         result = project.cli("send", "--now", MON)
         assert result.exit_code == 2
-        assert "SMTP login refused" in result.output and "0 sent" in result.output
+        assert "SMTP login refused" in result.output and summary(result.output)["sent"] == 0
         assert server.received == []
         project.env["DRIP_SMTP_URL"] = f"smtp://alice:s3cret%2Fpass@{base}"
-        assert "1 sent" in project.cli("send", "--now", MON).output
+        assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
     finally:
         server.stop()
 
@@ -104,8 +105,42 @@ def test_starttls_required_encrypts_the_session(project, tls_context):
     try:
         add(project)
         project.env["DRIP_SMTP_URL"] = f"smtp://127.0.0.1:{server.port}?starttls=required&verify=no"
-        assert "1 sent" in project.cli("send", "--now", MON).output
+        assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
         assert server.handler.tls_sessions == 1
+    finally:
+        server.stop()
+
+
+def test_smtps_speaks_tls_from_the_first_byte(project, tls_context):
+    """smtps:// (port 465 style): a real aiosmtpd server that only talks TLS."""
+    server = MailSink(ssl_context=tls_context).start()
+    try:
+        add(project)
+        project.env["DRIP_SMTP_URL"] = f"smtps://127.0.0.1:{server.port}?verify=no&timeout=10"
+        assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
+        assert server.handler.tls_sessions == 1
+        (got,) = server.received
+        assert got.recipient == "pat@example.org"
+        # the same server refuses plain SMTP: the TLS above was not optional
+        project.env["DRIP_SMTP_URL"] = f"smtp://127.0.0.1:{server.port}?starttls=off&timeout=2"
+        project.cli("subscribers", "add", "ann@example.org", "--symptoms", "night_cramps",
+                    "--confirmed", "--now", MON)  # fmt: skip
+        plain = project.cli("send", "--now", MON)
+        assert plain.exit_code == 2 and summary(plain.output)["sent"] == 0
+        assert len(server.received) == 1
+    finally:
+        server.stop()
+
+
+def test_smtps_checks_the_certificate_unless_told_not_to(project, tls_context):
+    server = MailSink(ssl_context=tls_context).start()
+    try:
+        add(project)
+        project.env["DRIP_SMTP_URL"] = f"smtps://127.0.0.1:{server.port}?timeout=5"
+        result = project.cli("send", "--now", MON)  # self-signed: not trusted
+        assert result.exit_code == 2 and summary(result.output)["sent"] == 0
+        assert "certificate" in result.output.lower(), result.output
+        assert server.received == []
     finally:
         server.stop()
 

@@ -7,16 +7,17 @@ import sys
 import tempfile
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy.orm import Session
 
+from ..words import plural
 from . import data, page
 from .series import make_weeks
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
     sys.exit(1)
 
@@ -67,7 +68,7 @@ def report(
         _write(output, html)
     except OSError as exc:
         _fail(f"cannot write {output}: {exc.strerror or exc}")
-    click.echo(f"wrote {output} ({len(span)} weeks from {span.dates()[0]})")
+    click.echo(f"wrote {output} ({plural(len(span), 'week')} from {span.dates()[0]})")
 
 
 def _write(path: Path, text: str) -> None:

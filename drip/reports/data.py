@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ..feedback import ACTIONS, HARD
 from ..models import ACTIVE, AuditEntry, Delivery, Subscriber
 from ..rates import Rates, refused_at_rcpt, step_rates
+from ..states import DeliveryStatus
 from .series import (
     BOUNCE,
     COMPLAINT,
@@ -135,12 +136,12 @@ def load(session: Session, weeks: Weeks) -> Records:
     ]
     leavers = {e.subscriber_id for e in events if e.kind == UNSUBSCRIBE}
     history = [
-        DeliveryRow(r.subscriber_id, r.campaign_key, r.step_key, "sent", r.sent_at)
+        DeliveryRow(r.subscriber_id, r.campaign_key, r.step_key, DeliveryStatus.SENT, r.sent_at)
         for r in session.execute(
             select(
                 Delivery.subscriber_id, Delivery.campaign_key, Delivery.step_key, Delivery.sent_at
             ).where(
-                Delivery.status == "sent",
+                Delivery.status == DeliveryStatus.SENT,
                 Delivery.sent_at < until,
                 Delivery.subscriber_id.in_(
                     select(AuditEntry.subscriber_id).where(

@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..config import Config
+from ..states import DeliveryStatus
 
 # Event kinds: what happened to a subscriber, and when
 SIGNUP, CONFIRM, UNSUBSCRIBE, BOUNCE, COMPLAINT, RESTORE = (
@@ -259,7 +260,7 @@ def sent_per_week(
     """Emails sent each week, per series and per newsletter (those with any)."""
     table: dict[str, list[int]] = {}
     for row in rows:
-        i = weeks.index(row.at) if row.status == "sent" else None
+        i = weeks.index(row.at) if row.status == DeliveryStatus.SENT else None
         if i is not None:
             table.setdefault(row.campaign_key, [0] * len(weeks))[i] += 1
     sources = sorted(
@@ -288,7 +289,7 @@ def attribute_unsubscribes(
     """Each unsubscribe with the last email drip sent that person before it (or None)."""
     history: dict[int, list[DeliveryRow]] = {}
     for row in sent:
-        if row.status == "sent":
+        if row.status == DeliveryStatus.SENT:
             history.setdefault(row.subscriber_id, []).append(row)
     for rows in history.values():
         rows.sort(key=lambda r: r.at)
@@ -323,7 +324,7 @@ def leaving_table(
         return table[key]
 
     for d in deliveries:
-        if d.status == "sent" and weeks.index(d.at) is not None:
+        if d.status == DeliveryStatus.SENT and weeks.index(d.at) is not None:
             row(d.campaign_key, d.step_key).sent += 1
     before_any = Leaving(None)
     leaving = [e for e in events if e.kind == UNSUBSCRIBE and e.at < weeks.end]
@@ -348,9 +349,9 @@ def problems_per_week(
     failed: list[datetime] = []
     in_doubt: list[datetime] = []
     for row in rows:
-        if row.status == "failed":
+        if row.status == DeliveryStatus.FAILED:
             (refused if row.refused else failed).append(row.at)
-        elif row.status == "in_doubt":
+        elif row.status == DeliveryStatus.IN_DOUBT:
             in_doubt.append(row.at)
     return {
         "bounced": per_week([*refused, *later_bounces], weeks),

@@ -25,8 +25,8 @@ CONSENT_TEMPLATE = (
 
 PRIVACY_NOTICE = (
     "We use your answers only to choose which emails to send you. We do not sell or "
-    "share them, and we show no ads or trackers. Every email has a link to change "
-    "your answers, pause, or unsubscribe in one click. These emails are general "
+    "share them, and we show no ads or trackers. Every email has links to change "
+    "your answers, pause, or unsubscribe in two clicks. These emails are general "
     "information, not medical advice."
 )
 

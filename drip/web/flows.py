@@ -19,7 +19,6 @@ from ..enrollment import OPTED_OUT
 from ..mailqueue import QUEUED
 from ..models import (
     ACTIVE,
-    ENROLLED,
     LEFT,
     PENDING,
     UNSUBSCRIBED,
@@ -296,7 +295,7 @@ def campaign_states(
         e.campaign_key: e.state
         for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id))
     }
-    rows = []
+    rows: list[tuple[Campaign, str]] = []
     for campaign in config.drip_campaigns():
         state = found.get(campaign.key)
         if state is None or (state == LEFT and not campaign.audience.matches(sub.symptom_keys)):
@@ -371,13 +370,3 @@ def purge_pending(session: Session, now: datetime, ttl: timedelta) -> tuple[int,
             audit.record(session, now, "drip", "signup.expired", sub.id)
             expired += 1
     return deleted, expired
-
-
-def active_enrollments(session: Session, sub: Subscriber) -> int:
-    return len(
-        session.scalars(
-            select(Enrollment.id).where(
-                Enrollment.subscriber_id == sub.id, Enrollment.state == ENROLLED
-            )
-        ).all()
-    )

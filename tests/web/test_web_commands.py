@@ -7,6 +7,7 @@ import signal
 import time
 from datetime import timedelta
 
+from conftest import summary
 from mailsink import free_port
 from test_web_browser import wait_until_up
 from web_fixtures import Web, web_fixture, web_project  # noqa: F401
@@ -41,10 +42,13 @@ def test_drip_run_sends_on_its_schedule_and_never_twice_alongside_cron(tmp_path,
         deadline = time.monotonic() + 30
         while len(sink.received) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(1.5)  # would a second copy arrive?
+        # would a second copy arrive? Once this run holds the send lock, every run
+        # started before it (the scheduler's, the crons') has finished sending
+        last = project.run("send", "--wait", "60")
+        assert last.returncode == 0 and summary(last.stdout)["sent"] == 0, last.stdout
     finally:
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=20)
+        _out, err = proc.communicate(timeout=60)  # generous: CI machines are loaded
     subjects = sorted((m.recipient, m.subject) for m in sink.received)
     assert subjects == [
         (f"p{i}@example.org", "Welcome, here is what to expect") for i in range(3)
