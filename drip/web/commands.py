@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .. import dberrors
 from ..checks import check_config
+from ..clock import parse_now
 from ..config import ConfigError
 from ..settings import SettingsError
 from . import flows
@@ -149,8 +150,6 @@ def snippet(app: Any, url: str | None) -> None:
 def purge_pending(app: Any, now_text: str | None, days: int) -> None:
     """Delete signups never confirmed within DAYS (`drip run` does this every minute)."""
     from datetime import timedelta
-
-    from ..cli import parse_now
 
     now = parse_now(now_text) or datetime.now(UTC)
     with Session(app.engine) as session:
