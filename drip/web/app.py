@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Flask, g, render_template, request
+from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
@@ -23,11 +23,14 @@ from ..dkim import dkim_sign_for
 from ..settings import Settings
 from ..transport import Transport, transport_from_settings
 from .advice import advice_for_post, every_advice
+from .archive import bp as archive_bp
 from .catcher import DemoClock, MailCatcher
 from .csrf import COOKIE, Csrf
 from .hooks import bp as hooks_bp
 from .options import WebOptions
+from .pages import message_page
 from .ratelimit import RateLimiter
+from .routes import bp as pages_bp
 from .services import Services, utc_now
 
 log = logging.getLogger("drip.web")
@@ -115,12 +118,8 @@ def create_app(
             x_port=options.trusted_proxies,
         )
 
-    from .routes import bp
-
-    app.register_blueprint(bp)
+    app.register_blueprint(pages_bp)
     app.register_blueprint(hooks_bp)  # POST /hooks/bounces/<provider> (drip/web/hooks.py)
-    from .archive import bp as archive_bp
-
     app.register_blueprint(archive_bp)  # GET /newsletters, off unless newsletter_archive = true
     if demo is not None:
         from .catcher import bp as catcher_bp
@@ -193,10 +192,6 @@ def _security_headers(response: Response) -> Response:
             max_age=services.options.form_max_age,
         )
     return response
-
-
-def message_page(title: str, text: str, status: int = 200, **extra: object) -> tuple[str, int]:
-    return render_template("message.html", title=title, text=text, **extra), status
 
 
 # the forms with warning-sign boxes: any error answering them shows the advice first

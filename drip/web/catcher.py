@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 
 from ..models import ACTIVE, ENROLLED, Enrollment, Subscriber
 from . import jobs
+from .guard import csrf_ok
 from .services import Services
 
 
@@ -173,8 +174,6 @@ def mail_html(number: int) -> Response:
 @bp.post("/advance")
 def advance() -> Response:
     """Move the demo clock forward, then send what is due, like cron would."""
-    from .routes import csrf_ok
-
     if not csrf_ok():
         abort(400)
     services = _services()

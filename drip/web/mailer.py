@@ -20,6 +20,7 @@ import html
 import logging
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -29,7 +30,9 @@ from ..message import Envelope, compose
 from ..models import PENDING, QueuedMail, Subscriber
 from ..render import RenderedEmail, TemplateProblem, subscriber_context
 from ..tokens import CONFIRM, links
-from .services import Services
+
+if TYPE_CHECKING:  # for types only: services imports the worker at run time
+    from .services import Services
 
 log = logging.getLogger("drip.web")
 

@@ -19,11 +19,10 @@ from ..models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
 from ..tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, TokenError
 from . import flows, mailer
 from .advice import Advice, advice_for, every_advice
-from .app import message_page
 from .consent import PRIVACY_NOTICE, consent_text, consent_version
-from .csrf import COOKIE, FIELD, Csrf
 from .forms import PAUSE_WEEKS, SignupForm, read_choice, read_signup, read_topics, read_weeks
-from .options import origin_of
+from .guard import csrf_ok, request_origin
+from .pages import message_page, services
 from .ratelimit import RateLimiter
 from .services import Services
 from .timezones import COMMON, all_zones, label
@@ -45,10 +44,6 @@ DONE = {
 }
 
 
-def services() -> Services:
-    return current_app.extensions["drip"]  # type: ignore[no-any-return]
-
-
 def client_ip() -> str:
     """The client's address; X-Forwarded-For only counts with DRIP_TRUSTED_PROXIES set."""
     return request.remote_addr or "unknown"
@@ -56,37 +51,6 @@ def client_ip() -> str:
 
 def user_agent() -> str:
     return request.headers.get("User-Agent", "")
-
-
-# -- origins and CSRF ------------------------------------------------------------------
-
-
-def request_origin() -> str | None:
-    """Origin header, else the Referer's origin; None when the browser sent neither."""
-    origin = request.headers.get("Origin")
-    if origin and origin != "null":
-        return origin_of(origin) or "invalid"
-    referer = request.headers.get("Referer")
-    return origin_of(referer) if referer else None
-
-
-def own_origins() -> set[str]:
-    found = {origin_of(services().config.clinic.base_url), origin_of(request.host_url)}
-    return {o for o in found if o}
-
-
-def csrf_ok() -> bool:
-    """drip's own form, from this browser (see csrf.py); logged when not."""
-    origin = request_origin()
-    own = origin in own_origins()
-    if origin is not None and not own:
-        log.info("form post from foreign origin %s refused", origin)
-        return False
-    csrf: Csrf = current_app.extensions["drip.csrf"]
-    verdict = csrf.check(request.form.get(FIELD), request.cookies.get(COOKIE), own)
-    if not verdict.ok:
-        log.info("CSRF check failed on %s: %s", request.url_rule, verdict.reason)
-    return verdict.ok
 
 
 # -- pages -----------------------------------------------------------------------------

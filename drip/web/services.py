@@ -13,6 +13,7 @@ from ..render import Renderer
 from ..tokens import Tokens
 from ..transport import Transport
 from .options import WebOptions
+from .worker import MailWorker
 
 
 def utc_now() -> datetime:
@@ -34,8 +35,6 @@ class Services:
     old_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        from .worker import MailWorker  # imports jobs, which imports this module
-
         self.tokens = Tokens(self.secret, self.old_secrets, clock=self.clock)
         # started by `drip serve`/`drip run`; tests drive it with run_once()
         self.worker = MailWorker(self, self.options.mail_poll_seconds)
