@@ -24,7 +24,6 @@ from ..settings import Settings
 from ..transport import Transport, transport_from_settings
 from .advice import advice_for_post, every_advice
 from .archive import bp as archive_bp
-from .catcher import DemoClock, MailCatcher
 from .csrf import COOKIE, Csrf
 from .hooks import bp as hooks_bp
 from .options import WebOptions
@@ -84,11 +83,10 @@ def create_app(
     settings: Settings | None = None,
     *,
     services: Services | None = None,
-    demo: tuple[MailCatcher, DemoClock] | None = None,
 ) -> Flask:
     """The patient-facing app. Pass `services`, or `settings` (default: the environment).
 
-    `demo` (drip demo only) adds the mail catcher's pages and clock buttons.
+    The demo adds its mail catcher's pages to it (drip/demo/pages.py).
     """
     if services is None:
         services = build_services(settings or Settings.from_env())
@@ -121,11 +119,6 @@ def create_app(
     app.register_blueprint(pages_bp)
     app.register_blueprint(hooks_bp)  # POST /hooks/bounces/<provider> (drip/web/hooks.py)
     app.register_blueprint(archive_bp)  # GET /newsletters, off unless newsletter_archive = true
-    if demo is not None:
-        from .catcher import bp as catcher_bp
-
-        app.extensions["drip.catcher"], app.extensions["drip.demo_clock"] = demo
-        app.register_blueprint(catcher_bp)
     app.jinja_env.globals.update(
         clinic=services.config.clinic, csrf_token=_csrf_token, csp_nonce=_csp_nonce
     )

@@ -58,9 +58,8 @@ def user_agent() -> str:
 
 @bp.get("/")
 def home() -> Response:
-    if "drip.catcher" in current_app.extensions:  # drip demo: start at the mail catcher
-        return redirect(url_for("demo.mail"))
-    return redirect(url_for("drip.subscribe"))
+    # the signup form; the demo starts at its mail catcher instead (demo/pages.py)
+    return redirect(url_for(current_app.config.get("DRIP_HOME", "drip.subscribe")))
 
 
 @bp.get("/favicon.ico")

@@ -1,14 +1,9 @@
-"""`drip demo`: the whole product on the embedded defaults, in one command.
+"""`drip demo`, first part: sample patients through simulated weeks of `drip send`.
 
-First, sample patients: a fresh SQLite database and patients with different
-symptoms; the real send loop runs over simulated weeks with an injected clock,
-and every email lands in an outbox folder with an index.html listing what each
-patient got and when (`drip demo --no-serve` stops here: no browser needed).
-
-Then, unless --no-serve: the live demo. The web app on 127.0.0.1, the scheduler
-of `drip run`, and a local mail catcher (a real SMTP server) whose page shows
-every email as the patient sees it, with buttons that move the demo clock on, so
-a newcomer can sign up, confirm, watch the series arrive and unsubscribe.
+A fresh SQLite database and patients with different symptoms; the real send loop
+runs over simulated weeks with an injected clock, and every email lands in an
+outbox folder with an index.html listing what each patient got and when
+(`drip demo --no-serve` stops here: no browser, no mail server needed).
 """
 
 from __future__ import annotations
@@ -21,18 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from . import db, enrollment, subscribers
-from .checks import check_config
-from .config import Config, load_config
-from .render import Renderer
-from .sender import Sender
-from .tokens import Tokens
-from .transport import OutboxTransport
+from .. import db, enrollment, subscribers
+from ..checks import check_config
+from ..config import Config, load_config
+from ..render import Renderer
+from ..sender import Sender
+from ..tokens import Tokens
+from ..transport import OutboxTransport
 
 DEMO_SECRET = "drip-demo-only-secret-never-use-in-production"
 DEMO_START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)  # a Monday morning
@@ -172,76 +166,3 @@ sent each email on the simulated clock.</p>{"".join(rows)}</body></html>""",
         encoding="utf-8",
     )
     return index
-
-
-class LiveDemo:
-    """The web app, scheduler and mail catcher of the live demo, bound and ready.
-
-    `run()` serves until interrupted (or `close()` from another thread).
-    """
-
-    def __init__(self, config_path: Path, folder: Path, host: str = "127.0.0.1", port: int = 8000):
-        from .mailqueue import MailLimits
-        from .transport import SMTPTransport
-        from .web.app import create_app
-        from .web.catcher import DemoClock, MailCatcher
-        from .web.options import WebOptions
-        from .web.server import make_server
-        from .web.services import Services
-
-        config = load_config(config_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        database = folder / "live.db"
-        for leftover in folder.glob("live.db*"):
-            leftover.unlink()
-        self.engine = db.make_engine(f"sqlite:///{database.resolve()}")
-        db.ensure_schema(self.engine)
-        self.clock = DemoClock(lambda: datetime.now(UTC))
-        self.catcher = MailCatcher(self.clock).start()
-        smtp_url = self.catcher.smtp_url
-        self.services = Services(
-            config=config,
-            engine=self.engine,
-            secret=DEMO_SECRET,
-            transport_factory=lambda: SMTPTransport.from_url(smtp_url),
-            clock=self.clock,
-            options=WebOptions(
-                confirm_interval=timedelta(minutes=1), mail_limits=MailLimits(per_mailbox=100)
-            ),
-            actor="demo",
-        )
-        app = create_app(services=self.services, demo=(self.catcher, self.clock))
-        self.server: Any = make_server(app, host, port)
-        link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        self.url = f"http://{link_host}:{self.server.effective_port}"
-        # the links in every email must come back to this server, not the clinic's site
-        # and a newsletter goes out the day after tomorrow, 10:00 (see /newsletters)
-        self.services.config = demo_newsletters(
-            replace(
-                config, clinic=replace(config.clinic, base_url=self.url, newsletter_archive=True)
-            ),
-            datetime.now(UTC),
-        )
-        self.scheduler: Any = None
-
-    def run(self, scheduler: bool = True) -> None:
-        from .web.server import start_scheduler
-
-        if scheduler:
-            self.scheduler = start_scheduler(self.services)
-        self.services.worker.start()
-        try:
-            self.server.run()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
-        self.services.worker.stop()
-        self.server.close()
-        self.catcher.stop()
-        self.engine.dispose()
