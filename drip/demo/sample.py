@@ -40,6 +40,11 @@ class DemoPatient:
     symptoms: tuple[str, ...]
 
 
+def fixed_clock(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at `moment` (each simulated send run gets its own)."""
+    return lambda: moment
+
+
 def demo_patients(config: Config) -> list[DemoPatient]:
     """Sample patients built from whatever symptoms campaigns.toml defines."""
     keys = list(config.symptoms)
@@ -118,7 +123,7 @@ def run_demo(
             engine,
             transport,
             tokens,
-            clock=lambda now=now: now,
+            clock=fixed_clock(now),
             renderer=renderer,
             actor="demo",
         )

@@ -235,7 +235,7 @@ def parse_mailgun(body: Any) -> list[Report]:
     headers = _obj(_obj(event.get("message", {}), "message").get("headers", {}), "headers")
     envelope = _obj(event.get("envelope", {}), "envelope")
     refs = _refs(headers.get("message-id"), envelope.get("sender"))
-    base = {
+    base: dict[str, Any] = {
         "source": "mailgun",
         "report_id": str(event.get("id", "")),
         "email": str(event.get("recipient", "")).lower() or None,
