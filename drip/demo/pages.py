@@ -40,7 +40,7 @@ def install(app: Flask, catcher: MailCatcher, clock: DemoClock) -> None:
     """Add the mail catcher's pages and clock buttons to the patient web app;
     `/` then opens the catcher instead of the signup form."""
     app.extensions["drip.catcher"], app.extensions["drip.demo_clock"] = catcher, clock
-    app.config["DRIP_HOME"] = "demo.mail"
+    app.config["HOME_ENDPOINT"] = "demo.mail"
     app.register_blueprint(bp)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import html
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session
 
 from .. import db, enrollment, subscribers
@@ -133,6 +133,15 @@ def run_demo(
     return write_index(folder, outbox, patients)
 
 
+def _templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 def write_index(folder: Path, outbox: Path, patients: list[DemoPatient]) -> Path:
     """index.html: per patient, each email with its simulated send time and a link."""
     by_patient: dict[str, list[tuple[str, str, str]]] = {p.email: [] for p in patients}
@@ -145,29 +154,9 @@ def write_index(folder: Path, outbox: Path, patients: list[DemoPatient]) -> Path
         by_patient.setdefault(str(msg["To"]), []).append(
             (f"{sent:%a %d %b %H:%M} UTC", str(msg["Subject"]), f"outbox/{page.name}")
         )
-    rows = []
-    for p in patients:
-        rows.append(
-            f"<h2>{html.escape(p.name or p.email)} "
-            f"<small>{html.escape(', '.join(p.symptoms))} · {p.timezone}</small></h2>"
-        )
-        rows.append(
-            "<ol>"
-            + "".join(
-                f'<li><span>{when}</span> <a href="{link}">{html.escape(subject)}</a></li>'
-                for when, subject, link in by_patient.get(p.email, [])
-            )
-            + "</ol>"
-        )
     index = folder / "index.html"
+    template = _templates().get_template("index.html")
     index.write_text(
-        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>drip demo: every email sent</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
-small{{color:#52606d;font-weight:normal}} li span{{color:#52606d;display:inline-block;
-min-width:11rem}}</style></head><body><h1>drip demo: every email sent</h1>
-<p>Each patient signed up on {DEMO_START:%A %d %B %Y}; times are when <code>drip send</code>
-sent each email on the simulated clock.</p>{"".join(rows)}</body></html>""",
-        encoding="utf-8",
+        template.render(start=DEMO_START, patients=patients, sent=by_patient), encoding="utf-8"
     )
     return index

@@ -63,7 +63,7 @@ def user_agent() -> str:
 @bp.get("/")
 def home() -> Response:
     # the signup form; the demo starts at its mail catcher instead (demo/pages.py)
-    return redirect(url_for(current_app.config.get("DRIP_HOME", "drip.subscribe")))
+    return redirect(url_for(current_app.config.get("HOME_ENDPOINT", "drip.subscribe")))
 
 
 @bp.get("/favicon.ico")

@@ -189,3 +189,20 @@ def test_the_live_demo_without_aiosmtpd_says_how_to_install_it(tmp_path):
     assert "pip install 'drip[demo]'" in result.stderr
     assert "--no-serve" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_snippet_template_escapes_what_it_shows():
+    """snippet.py renders templates/standalone/snippet.html, autoescaped."""
+    from dataclasses import replace
+
+    from drip.config import load_config
+    from drip.web.snippet import signup_snippet
+
+    config = load_config(REPO / "campaigns.toml")
+    config = replace(config, clinic=replace(config.clinic, name="Vein & <Leg> Care"))
+    html = signup_snippet(config, 'https://drip.test/x"y/')
+    assert "<!-- Vein &amp; &lt;Leg&gt; Care: patient email signup" in html
+    assert 'action="https://drip.test/x&#34;y/subscribe"' in html
+    for key, label in config.symptoms.items():
+        assert f'value="{key}"> {label}</label>' in html
+    assert html.count('name="red_flag"') == len(config.red_flags) > 0
