@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, db, dberrors, deliveries, enrollment, rights, subscribers
 from . import stats as numbers
+from .clock import parse_now
 from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .locking import LockBusy, SendLock
 from .models import Enrollment, Subscriber
@@ -81,19 +82,6 @@ PREVIEW_TOKENS = Tokens("preview-only-links-are-not-valid")
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"drip: {message}", err=True)
     sys.exit(code)
-
-
-def parse_now(value: str | None) -> datetime | None:
-    """--now accepts ISO-8601; a time without a zone is taken as UTC."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO-8601 time like 2026-03-01T09:30 or 2026-03-01T09:30:00+01:00"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def clock_for(now: datetime | None) -> Callable[[], datetime]:

@@ -31,7 +31,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _now(value: str | None) -> datetime:
-    from .cli import parse_now
+    from .clock import parse_now
 
     return parse_now(value) or datetime.now(UTC)
 

@@ -86,7 +86,7 @@ def newsletter_group() -> None:
 @click.pass_obj
 def list_newsletters(app: Any, now_text: str | None) -> None:
     """Each newsletter: key, name, state, audience size now, sent and remaining."""
-    from .cli import parse_now
+    from .clock import parse_now
 
     now = parse_now(now_text) or datetime.now(UTC)
     with Session(app.engine) as session:
@@ -163,7 +163,7 @@ def test_send(app: Any, key: str, to: str, symptoms: str) -> None:
 @click.pass_obj
 def cancel(app: Any, key: str, now_text: str | None) -> None:
     """Stop every copy of newsletter KEY not yet sent (for good: keys are never reused)."""
-    from .cli import parse_now
+    from .clock import parse_now
 
     now = parse_now(now_text) or datetime.now(UTC)
     with Session(app.engine) as session:

@@ -49,7 +49,7 @@ def report(
 ) -> None:
     """Write a self-contained HTML report with charts: signups, active subscribers,
     emails sent, unsubscribes after each email, failures and bounces."""
-    from ..cli import parse_now
+    from ..clock import parse_now
 
     now = parse_now(now_text) or datetime.now(UTC)
     config = app.config

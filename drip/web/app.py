@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Flask, g, render_template, request
+from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
@@ -23,11 +23,13 @@ from ..dkim import dkim_sign_for
 from ..settings import Settings
 from ..transport import Transport, transport_from_settings
 from .advice import advice_for_post, every_advice
-from .catcher import DemoClock, MailCatcher
+from .archive import bp as archive_bp
 from .csrf import COOKIE, Csrf
 from .hooks import bp as hooks_bp
 from .options import WebOptions
+from .pages import message_page
 from .ratelimit import RateLimiter
+from .routes import bp as pages_bp
 from .services import Services, utc_now
 
 log = logging.getLogger("drip.web")
@@ -81,11 +83,10 @@ def create_app(
     settings: Settings | None = None,
     *,
     services: Services | None = None,
-    demo: tuple[MailCatcher, DemoClock] | None = None,
 ) -> Flask:
     """The patient-facing app. Pass `services`, or `settings` (default: the environment).
 
-    `demo` (drip demo only) adds the mail catcher's pages and clock buttons.
+    The demo adds its mail catcher's pages to it (drip/demo/pages.py).
     """
     if services is None:
         services = build_services(settings or Settings.from_env())
@@ -115,18 +116,9 @@ def create_app(
             x_port=options.trusted_proxies,
         )
 
-    from .routes import bp
-
-    app.register_blueprint(bp)
+    app.register_blueprint(pages_bp)
     app.register_blueprint(hooks_bp)  # POST /hooks/bounces/<provider> (drip/web/hooks.py)
-    from .archive import bp as archive_bp
-
     app.register_blueprint(archive_bp)  # GET /newsletters, off unless newsletter_archive = true
-    if demo is not None:
-        from .catcher import bp as catcher_bp
-
-        app.extensions["drip.catcher"], app.extensions["drip.demo_clock"] = demo
-        app.register_blueprint(catcher_bp)
     app.jinja_env.globals.update(
         clinic=services.config.clinic, csrf_token=_csrf_token, csp_nonce=_csp_nonce
     )
@@ -194,10 +186,6 @@ def _security_headers(response: Response) -> Response:
             max_age=services.options.form_max_age,
         )
     return response
-
-
-def message_page(title: str, text: str, status: int = 200, **extra: object) -> tuple[str, int]:
-    return render_template("message.html", title=title, text=text, **extra), status
 
 
 # the forms with warning-sign boxes: any error answering them shows the advice first

@@ -1,12 +1,13 @@
 """CLI commands for the web side, registered on the main `drip` group.
 
 serve (the web app), run (web app + scheduler), snippet (embed HTML for a clinic
-site), subscribers purge-pending, and demo (replacing the engine's plain demo
-with one that also starts the web app and a local mail catcher).
+site), subscribers purge-pending, and demo (sample patients, then the web app
+and a local mail catcher; the demo's code lives in drip/demo/).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from .. import dberrors
 from ..checks import check_config
+from ..clock import parse_now
 from ..config import ConfigError
 from ..settings import SettingsError
 from . import flows
@@ -161,8 +163,6 @@ def purge_pending(app: Any, now_text: str | None, days: int) -> None:
     """Delete signups never confirmed within DAYS (`drip run` does this every minute)."""
     from datetime import timedelta
 
-    from ..cli import parse_now
-
     now = parse_now(now_text) or datetime.now(UTC)
     with Session(app.engine) as session:
         deleted, reverted = flows.purge_pending(session, now, timedelta(days=days))
@@ -196,13 +196,21 @@ def demo(app: Any, folder: Path, weeks: int, serve: bool, host: str, port: int) 
 
     Nothing leaves this computer: emails go to a built-in mail catcher.
     """
-    from ..demo import LiveDemo, run_demo
-    from .server import setup_logging
+    from ..demo import run_demo
 
+    if serve and importlib.util.find_spec("aiosmtpd") is None:
+        _fail(
+            "the live demo's mail catcher needs aiosmtpd: install it with "
+            "`pip install 'drip[demo]'` (in a clone: `pip install '.[demo]'`), "
+            "or run `drip demo --no-serve` for the sample patients only"
+        )
     index = run_demo(app.settings.config_path, folder, weeks=weeks, echo=click.echo)
     click.echo(f"\nOpen {index} in a browser to read every email as the patients got it.")
     if not serve:
         return
+    from ..demo.live import LiveDemo
+    from .server import setup_logging
+
     setup_logging()
     try:
         live = LiveDemo(app.settings.config_path, folder, host, port)
@@ -223,7 +231,7 @@ def register(main: click.Group) -> None:
     main.add_command(serve)
     main.add_command(run)
     main.add_command(snippet)
-    main.add_command(demo)  # replaces the engine's plain demo: same options and more
+    main.add_command(demo)
     group = main.commands.get("subscribers")
     if isinstance(group, click.Group):
         group.add_command(purge_pending)

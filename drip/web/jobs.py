@@ -9,6 +9,7 @@ it, or the next run, sends what is due.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,9 @@ from ..locking import LockBusy, SendLock
 from ..sender import Sender, Summary
 from ..transport import DeliveryError
 from . import flows
-from .services import Services
+
+if TYPE_CHECKING:  # for types only: services imports the worker at run time
+    from .services import Services
 
 log = logging.getLogger("drip.web")
 

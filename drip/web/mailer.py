@@ -4,22 +4,22 @@
   no symptoms), so a bot that signs up a stranger can make it say nothing.
 - already: to an address that is already subscribed, a link to its preferences,
   so the signup page can answer the same way whether or not an address is known.
-
 - fresh: a new preferences link, asked for from an old one (the old link no
   longer shows answers; the new one goes only to the address's owner).
 
 Each renders `templates/emails/<name>.mjml` through the clinic's layout when that
-file exists, else a plain built-in message. None carries List-Unsubscribe:
-transactional mail is exempt from one-click (Gmail, Yahoo rules). They are
-rendered in the request and queued (drip/mailqueue.py); a worker sends them.
+file exists, else a plain built-in message (web/templates/standalone/). None
+carries List-Unsubscribe: transactional mail is exempt from one-click (Gmail,
+Yahoo rules). They are rendered in the request and queued (drip/mailqueue.py);
+a worker sends them.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,10 @@ from ..message import Envelope, compose
 from ..models import PENDING, QueuedMail, Subscriber
 from ..render import RenderedEmail, TemplateProblem, subscriber_context
 from ..tokens import CONFIRM, links
-from .services import Services
+from .standalone import render as render_standalone
+
+if TYPE_CHECKING:  # for types only: services imports the worker at run time
+    from .services import Services
 
 log = logging.getLogger("drip.web")
 
@@ -115,17 +118,14 @@ def _builtin(services: Services, step: Step, context: dict[str, object]) -> Rend
     preheader = step.preheader.replace("{{ clinic.name }}", clinic.name)
     signature = "\n".join([clinic.name, *address])
     text = "\n\n".join(["Hello,", lead, f"{button}: {url}", tail, signature])
-    e = html.escape
-    body = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(subject)}</title>'
-        '</head><body style="font:17px/1.6 Helvetica,Arial,sans-serif;color:#1f2933;'
-        'max-width:36rem;margin:0 auto;padding:1rem">'
-        f"<p>Hello,</p><p>{e(lead)}</p>"
-        f'<p><a href="{e(url)}" style="display:inline-block;background:#1b5e7a;color:#fff;'
-        f'padding:12px 20px;border-radius:6px;text-decoration:none">{e(button)}</a></p>'
-        f'<p>{e(tail)}</p><p style="color:#52606d;font-size:14px">'
-        + "<br>".join(e(x) for x in [clinic.name, *address])
-        + "</p></body></html>"
+    body = render_standalone(
+        "builtin_email.html",
+        subject=subject,
+        lead=lead,
+        url=url,
+        button=button,
+        tail=tail,
+        signature=[clinic.name, *address],
     )
     return RenderedEmail(subject, preheader, body, text + "\n")
 

@@ -6,24 +6,27 @@ ever sent carries them (tokens.links).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from .. import audit, newsletters
+from .. import audit
 from ..models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
 from ..tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, TokenError
-from . import flows, mailer
+from . import actions, flows, mailer
 from .advice import Advice, advice_for, every_advice
-from .app import message_page
 from .consent import PRIVACY_NOTICE, consent_text, consent_version
-from .csrf import COOKIE, FIELD, Csrf
-from .forms import PAUSE_WEEKS, SignupForm, read_choice, read_signup, read_topics, read_weeks
-from .options import origin_of
+from .forms import PAUSE_WEEKS, SignupForm, read_choice, read_signup, read_topics
+from .guard import csrf_ok, request_origin
+from .pages import message_page, services
 from .ratelimit import RateLimiter
 from .services import Services
 from .timezones import COMMON, all_zones, label
@@ -45,10 +48,6 @@ DONE = {
 }
 
 
-def services() -> Services:
-    return current_app.extensions["drip"]  # type: ignore[no-any-return]
-
-
 def client_ip() -> str:
     """The client's address; X-Forwarded-For only counts with DRIP_TRUSTED_PROXIES set."""
     return request.remote_addr or "unknown"
@@ -58,45 +57,13 @@ def user_agent() -> str:
     return request.headers.get("User-Agent", "")
 
 
-# -- origins and CSRF ------------------------------------------------------------------
-
-
-def request_origin() -> str | None:
-    """Origin header, else the Referer's origin; None when the browser sent neither."""
-    origin = request.headers.get("Origin")
-    if origin and origin != "null":
-        return origin_of(origin) or "invalid"
-    referer = request.headers.get("Referer")
-    return origin_of(referer) if referer else None
-
-
-def own_origins() -> set[str]:
-    found = {origin_of(services().config.clinic.base_url), origin_of(request.host_url)}
-    return {o for o in found if o}
-
-
-def csrf_ok() -> bool:
-    """drip's own form, from this browser (see csrf.py); logged when not."""
-    origin = request_origin()
-    own = origin in own_origins()
-    if origin is not None and not own:
-        log.info("form post from foreign origin %s refused", origin)
-        return False
-    csrf: Csrf = current_app.extensions["drip.csrf"]
-    verdict = csrf.check(request.form.get(FIELD), request.cookies.get(COOKIE), own)
-    if not verdict.ok:
-        log.info("CSRF check failed on %s: %s", request.url_rule, verdict.reason)
-    return verdict.ok
-
-
 # -- pages -----------------------------------------------------------------------------
 
 
 @bp.get("/")
 def home() -> Response:
-    if "drip.catcher" in current_app.extensions:  # drip demo: start at the mail catcher
-        return redirect(url_for("demo.mail"))
-    return redirect(url_for("drip.subscribe"))
+    # the signup form; the demo starts at its mail catcher instead (demo/pages.py)
+    return redirect(url_for(current_app.config.get("HOME_ENDPOINT", "drip.subscribe")))
 
 
 @bp.get("/favicon.ico")
@@ -227,25 +194,59 @@ def _store_and_mail(svc: Services, form: SignupForm) -> None:
         return
 
 
-# -- tokens ----------------------------------------------------------------------------
+# -- pages behind a link's token --------------------------------------------------------
 
 
-def read_token(purpose: str, token: str) -> tuple[str | None, Page | None]:
-    """The public id in a link's token, or the page to show instead."""
+@dataclass(frozen=True)
+class Link:
+    """A link's token, read: what it carries and, for preferences links, when it was made."""
+
+    token: str
+    payload: str
+    issued: datetime | None = None
+
+
+LinkView = Callable[[Link, Services, Session], Page]
+
+
+def link_page(purpose: str) -> Callable[[LinkView], Callable[[str], Page]]:
+    """For the routes behind an emailed link: read its token (a bad or expired one
+    gets its own page), then call the view with the link, the services and a session."""
+
+    def decorate(view: LinkView) -> Callable[[str], Page]:
+        @functools.wraps(view)
+        def page(token: str) -> Page:
+            link = read_link(purpose, token)
+            if not isinstance(link, Link):
+                return link
+            svc = services()
+            with Session(svc.engine, expire_on_commit=False) as session:
+                return view(link, svc, session)
+
+        return page
+
+    return decorate
+
+
+def read_link(purpose: str, token: str) -> Link | tuple[str, int]:
+    """The link in `token`, or the page to show instead."""
     if len(token) > MAX_TOKEN:
-        return None, bad_link()
+        return bad_link()
+    tokens = services().tokens
     try:
-        return services().tokens.read(purpose, token), None
+        if purpose == PREFERENCES:  # its age decides what the page shows
+            return Link(token, *tokens.read_issued(purpose, token))
+        return Link(token, tokens.read(purpose, token))
     except TokenError as exc:
         if exc.expired:
-            return None, message_page(
+            return message_page(
                 "This link has expired",
                 "Confirmation links work for 7 days. Please sign up again and we will "
                 "send you a new one.",
                 410,
                 signup_link=True,
             )
-        return None, bad_link()
+        return bad_link()
 
 
 def bad_link() -> tuple[str, int]:
@@ -259,32 +260,27 @@ def bad_link() -> tuple[str, int]:
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
-def confirm(token: str) -> Page:
+@link_page(CONFIRM)
+def confirm(link: Link, svc: Services, session: Session) -> Page:
     """GET shows a button; only the POST confirms (mail scanners open links too)."""
-    payload, problem = read_token(CONFIRM, token)
-    if problem is not None:
-        return problem
-    assert payload is not None
-    public_id, change = flows.split_payload(payload)
-    svc = services()
-    with Session(svc.engine, expire_on_commit=False) as session:
-        if request.method != "POST":
-            sub = flows.by_public_id(session, public_id)
-            state = None
-            if sub is not None:
-                if change is not None and flows.pending_change(session, sub, change):
-                    state = "pending"
-                elif sub.status == ACTIVE:
-                    state = "already"
-                elif change is None and sub.status == PENDING:
-                    state = "pending"
-            if state is None or sub is None:
-                return used_link()
-            return render_template("confirm.html", state=state, sub=sub, links=_links(sub))
-        result, sub = flows.confirm(
-            session, svc.config, public_id, svc.now(), client_ip(), change=change
-        )
-        session.commit()
+    public_id, change = flows.split_payload(link.payload)
+    if request.method != "POST":
+        sub = flows.by_public_id(session, public_id)
+        state = None
+        if sub is not None:
+            if change is not None and flows.pending_change(session, sub, change):
+                state = "pending"
+            elif sub.status == ACTIVE:
+                state = "already"
+            elif change is None and sub.status == PENDING:
+                state = "pending"
+        if state is None or sub is None:
+            return used_link()
+        return render_template("confirm.html", state=state, sub=sub, links=_links(sub))
+    result, sub = flows.confirm(
+        session, svc.config, public_id, svc.now(), client_ip(), change=change
+    )
+    session.commit()
     if result == "invalid" or sub is None:
         return used_link()
     # the urgent email (red flags) and a first step due now go at once, off this thread
@@ -311,123 +307,76 @@ def _links(sub: Subscriber) -> dict[str, str]:
 
 
 @bp.route("/u/<token>", methods=["GET", "POST"])
-def unsubscribe(token: str) -> Page:
+@link_page(UNSUBSCRIBE)
+def unsubscribe(link: Link, svc: Services, session: Session) -> Page:
     """RFC 8058: a POST (body List-Unsubscribe=One-Click) unsubscribes by the token
     alone, with no cookie or CSRF token, and answers 200, never a redirect. A GET
     only shows the button: link scanners must not unsubscribe anyone."""
-    public_id, problem = read_token(UNSUBSCRIBE, token)
-    if problem is not None:
-        return problem
-    assert public_id is not None
-    svc = services()
-    with Session(svc.engine, expire_on_commit=False) as session:
-        if request.method != "POST":
-            sub = flows.by_public_id(session, public_id)
-            if sub is None or sub.status == UNSUBSCRIBED or sub.withdrawn_at:
-                return render_template("unsubscribed.html")
-            return render_template(
-                "unsubscribe.html", preferences=_links(sub)["preferences"], token=token
-            )
-        one_click = request.form.get("List-Unsubscribe") == "One-Click"
-        how = "one-click" if one_click and "button" not in request.form else "page"
-        flows.unsubscribe(session, svc.config, public_id, svc.now(), how)
-        session.commit()
+    if request.method != "POST":
+        sub = flows.by_public_id(session, link.payload)
+        if sub is None or sub.status == UNSUBSCRIBED or sub.withdrawn_at:
+            return render_template("unsubscribed.html")
+        return render_template(
+            "unsubscribe.html", preferences=_links(sub)["preferences"], token=link.token
+        )
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    how = "one-click" if one_click and "button" not in request.form else "page"
+    flows.unsubscribe(session, svc.config, link.payload, svc.now(), how)
+    session.commit()
     return render_template("unsubscribed.html")
 
 
 @bp.route("/p/<token>", methods=["GET", "POST"])
-def preferences(token: str) -> Page:
-    if len(token) > MAX_TOKEN:
-        return bad_link()
-    svc = services()
-    try:
-        public_id, issued = svc.tokens.read_issued(PREFERENCES, token)
-    except TokenError:
-        return bad_link()
-    config = svc.config
-    with Session(svc.engine, expire_on_commit=False) as session:
-        sub = flows.by_public_id(session, public_id)
-        if sub is None:
-            return message_page(
-                "We hold nothing for this address",
-                "There is nothing to change. To get our emails, please sign up.",
-                410,
-                signup_link=True,
-            )
-        max_age = svc.options.preferences_max_age
-        if issued is None or svc.now() - issued > max_age:
-            # an old link (perhaps forwarded): answers only behind a fresh one
-            return _fresh_link(svc, session, sub, max_age.days)
-        if request.method != "POST" or sub.status != ACTIVE:
-            return preferences_page(session, sub, token, done=request.args.get("done", ""))
-        if not csrf_ok():
-            return preferences_page(
-                session,
-                sub,
-                token,
-                status=400,
-                notice="That form was open too long. Please make your change again.",
-                advice=advice_for(config, read_topics(request.form, config).symptoms),
-            )
-        action = read_choice(
-            request.form,
-            "action",
-            ("answers", "pause", "resume", "leave", "join", "stop", "news_off", "news_on"),
+@link_page(PREFERENCES)
+def preferences(link: Link, svc: Services, session: Session) -> Page:
+    """The subscriber's answers, pauses and series; each button is an action
+    (actions.py). An old link shows no answers, only a way to get a fresh one."""
+    sub = flows.by_public_id(session, link.payload)
+    if sub is None:
+        return message_page(
+            "We hold nothing for this address",
+            "There is nothing to change. To get our emails, please sign up.",
+            410,
+            signup_link=True,
         )
-        now = svc.now()
-        done = action or ""
-        if action == "answers":
-            topics = read_topics(request.form, config)
-            if topics.errors:
-                return preferences_page(
-                    session,
-                    sub,
-                    token,
-                    status=400,
-                    errors=topics.errors,
-                    advice=advice_for(config, topics.symptoms),
-                )
-            new_flags = flows.update_topics(
-                session, config, sub, topics.symptoms, topics.timezone, now
-            )
-            session.commit()
-            if new_flags:
-                svc.worker.notify(sub.id)  # the urgent email, off this thread
-                return render_template(
-                    "check_inbox.html", advice=advice_for(config, new_flags), saved=True
-                )
-        elif action == "pause":
-            weeks = read_weeks(request.form)
-            if weeks is None:
-                return preferences_page(
-                    session, sub, token, status=400, notice="Please choose how many weeks to pause."
-                )
-            flows.pause(session, config, sub, weeks, now)
-            done = "paused"
-        elif action == "resume":
-            flows.pause(session, config, sub, None, now)
-            done = "resumed"
-        elif action in ("leave", "join"):
-            keys = [c.key for c in config.drip_campaigns()]
-            key = read_choice(request.form, "campaign", keys)
-            changed = key is not None and (
-                flows.leave_campaign(session, config, sub, key, now)
-                if action == "leave"
-                else flows.rejoin_campaign(session, config, sub, key, now)
-            )
-            done = ("left" if action == "leave" else "joined") if changed else ""
-        elif action in ("news_off", "news_on"):  # newsletters only; the series go on
-            newsletters.set_opt_out(session, sub, action == "news_off", now)
-        elif action == "stop":
-            flows.unsubscribe(session, config, sub.public_id, now, "preferences")
-            session.commit()
-            return render_template("unsubscribed.html")
-        else:
-            return preferences_page(
-                session, sub, token, status=400, notice="Please use one of the buttons on the page."
-            )
-        session.commit()
-    return redirect(url_for("drip.preferences", token=token, done=done), 303)
+    max_age = svc.options.preferences_max_age
+    if link.issued is None or svc.now() - link.issued > max_age:
+        # an old link (perhaps forwarded): answers only behind a fresh one
+        return _fresh_link(svc, session, sub, max_age.days)
+    token = link.token
+    if request.method != "POST" or sub.status != ACTIVE:
+        return preferences_page(session, sub, token, done=request.args.get("done", ""))
+    if not csrf_ok():
+        return preferences_page(
+            session,
+            sub,
+            token,
+            status=400,
+            notice="That form was open too long. Please make your change again.",
+            advice=advice_for(svc.config, read_topics(request.form, svc.config).symptoms),
+        )
+    action = read_choice(request.form, "action", tuple(actions.ACTIONS))
+    if action is None:
+        return preferences_page(
+            session, sub, token, status=400, notice="Please use one of the buttons on the page."
+        )
+    outcome = actions.ACTIONS[action](actions.Change(svc, session, sub, request.form, svc.now()))
+    if isinstance(outcome, actions.Again):
+        return preferences_page(
+            session,
+            sub,
+            token,
+            status=400,
+            notice=outcome.notice,
+            errors=outcome.errors,
+            advice=outcome.advice,
+        )
+    session.commit()
+    if isinstance(outcome, actions.Show):
+        if outcome.wake:
+            svc.worker.notify(sub.id)
+        return render_template(outcome.template, **outcome.context)
+    return redirect(url_for("drip.preferences", token=token, done=outcome.key), 303)
 
 
 def _fresh_link(svc: Services, session: Session, sub: Subscriber, days: int) -> Page:

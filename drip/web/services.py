@@ -14,6 +14,7 @@ from ..render import Renderer
 from ..tokens import Tokens
 from ..transport import Transport
 from .options import WebOptions
+from .worker import MailWorker
 
 
 def utc_now() -> datetime:
@@ -37,8 +38,6 @@ class Services:
     listeners: list[Callable[[Config], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from .worker import MailWorker  # imports jobs, which imports this module
-
         self.tokens = Tokens(self.secret, self.old_secrets, clock=self.clock)
         # started by `drip serve`/`drip run`; tests drive it with run_once()
         self.worker = MailWorker(self, self.options.mail_poll_seconds)

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from .. import mailqueue
 from ..transport import DeliveryError
 from . import jobs, mailer
-from .services import Services
+
+if TYPE_CHECKING:  # for types only: services imports the worker at run time
+    from .services import Services
 
 log = logging.getLogger("drip.web")
 

@@ -168,8 +168,8 @@ def test_the_live_demo_mail_catcher_gets_the_newsletter_too(tmp_path: Path):
     from conftest import REPO
 
     from drip import enrollment, subscribers
-    from drip.demo import LiveDemo
-    from drip.web.catcher import jump_to_next_email
+    from drip.demo.live import LiveDemo
+    from drip.demo.pages import jump_to_next_email
 
     live = LiveDemo(REPO / "campaigns.toml", tmp_path, port=0)
     try:

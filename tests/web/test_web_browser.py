@@ -254,7 +254,7 @@ def wait_for_messages(live, count: int, timeout: float = 60) -> None:  # type: i
 
 
 def test_the_demo_in_a_browser_sign_up_confirm_fast_forward_unsubscribe(browser, tmp_path):
-    from drip.demo import LiveDemo
+    from drip.demo.live import LiveDemo
 
     live = LiveDemo(REPO / "tests" / "fixtures" / "web" / "campaigns.toml", tmp_path, port=0)
     thread = threading.Thread(target=live.run, kwargs={"scheduler": False}, daemon=True)

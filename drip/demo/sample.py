@@ -1,39 +1,33 @@
-"""`drip demo`: the whole product on the embedded defaults, in one command.
+"""`drip demo`, first part: sample patients through simulated weeks of `drip send`.
 
-First, sample patients: a fresh SQLite database and patients with different
-symptoms; the real send loop runs over simulated weeks with an injected clock,
-and every email lands in an outbox folder with an index.html listing what each
-patient got and when (`drip demo --no-serve` stops here: no browser needed).
-
-Then, unless --no-serve: the live demo. The web app on 127.0.0.1, the scheduler
-of `drip run`, and a local mail catcher (a real SMTP server) whose page shows
-every email as the patient sees it, with buttons that move the demo clock on, so
-a newcomer can sign up, confirm, watch the series arrive and unsubscribe.
+A fresh SQLite database and patients with different symptoms; the real send loop
+runs over simulated weeks with an injected clock, and every email lands in an
+outbox folder with an index.html listing what each patient got and when
+(`drip demo --no-serve` stops here: no browser, no mail server needed).
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
-import html
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session
 
-from . import db, enrollment, subscribers
-from .checks import check_config
-from .config import Config, load_config
-from .render import Renderer
-from .sender import Sender
-from .tokens import Tokens
-from .transport import OutboxTransport
-from .words import plural
+from .. import db, enrollment, subscribers
+from ..checks import check_config
+from ..config import Config, load_config
+from ..render import Renderer
+from ..sender import Sender
+from ..tokens import Tokens
+from ..transport import OutboxTransport
+from ..words import plural
 
 DEMO_SECRET = "drip-demo-only-secret-never-use-in-production"
 DEMO_START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)  # a Monday morning
@@ -143,6 +137,15 @@ def run_demo(
     return write_index(folder, outbox, patients)
 
 
+def _templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 def write_index(folder: Path, outbox: Path, patients: list[DemoPatient]) -> Path:
     """index.html: per patient, each email with its simulated send time and a link."""
     by_patient: dict[str, list[tuple[str, str, str]]] = {p.email: [] for p in patients}
@@ -155,102 +158,9 @@ def write_index(folder: Path, outbox: Path, patients: list[DemoPatient]) -> Path
         by_patient.setdefault(str(msg["To"]), []).append(
             (f"{sent:%a %d %b %H:%M} UTC", str(msg["Subject"]), f"outbox/{page.name}")
         )
-    rows = []
-    for p in patients:
-        rows.append(
-            f"<h2>{html.escape(p.name or p.email)} "
-            f"<small>{html.escape(', '.join(p.symptoms))} · {p.timezone}</small></h2>"
-        )
-        rows.append(
-            "<ol>"
-            + "".join(
-                f'<li><span>{when}</span> <a href="{link}">{html.escape(subject)}</a></li>'
-                for when, subject, link in by_patient.get(p.email, [])
-            )
-            + "</ol>"
-        )
     index = folder / "index.html"
+    template = _templates().get_template("index.html")
     index.write_text(
-        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>drip demo: every email sent</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
-small{{color:#52606d;font-weight:normal}} li span{{color:#52606d;display:inline-block;
-min-width:11rem}}</style></head><body><h1>drip demo: every email sent</h1>
-<p>Each patient signed up on {DEMO_START:%A %d %B %Y}; times are when <code>drip send</code>
-sent each email on the simulated clock.</p>{"".join(rows)}</body></html>""",
-        encoding="utf-8",
+        template.render(start=DEMO_START, patients=patients, sent=by_patient), encoding="utf-8"
     )
     return index
-
-
-class LiveDemo:
-    """The web app, scheduler and mail catcher of the live demo, bound and ready.
-
-    `run()` serves until interrupted (or `close()` from another thread).
-    """
-
-    def __init__(self, config_path: Path, folder: Path, host: str = "127.0.0.1", port: int = 8000):
-        from .mailqueue import MailLimits
-        from .transport import SMTPTransport
-        from .web.app import create_app
-        from .web.catcher import DemoClock, MailCatcher
-        from .web.options import WebOptions
-        from .web.server import make_server
-        from .web.services import Services
-
-        config = load_config(config_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        database = folder / "live.db"
-        for leftover in folder.glob("live.db*"):
-            leftover.unlink()
-        self.engine = db.make_engine(f"sqlite:///{database.resolve()}")
-        db.ensure_schema(self.engine)
-        self.clock = DemoClock(lambda: datetime.now(UTC))
-        self.catcher = MailCatcher(self.clock).start()
-        smtp_url = self.catcher.smtp_url
-        self.services = Services(
-            config=config,
-            engine=self.engine,
-            secret=DEMO_SECRET,
-            transport_factory=lambda: SMTPTransport.from_url(smtp_url),
-            clock=self.clock,
-            options=WebOptions(
-                confirm_interval=timedelta(minutes=1), mail_limits=MailLimits(per_mailbox=100)
-            ),
-            actor="demo",
-        )
-        app = create_app(services=self.services, demo=(self.catcher, self.clock))
-        self.server: Any = make_server(app, host, port)
-        link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        self.url = f"http://{link_host}:{self.server.effective_port}"
-        # the links in every email must come back to this server, not the clinic's site
-        # and a newsletter goes out the day after tomorrow, 10:00 (see /newsletters)
-        self.services.config = demo_newsletters(
-            replace(
-                config, clinic=replace(config.clinic, base_url=self.url, newsletter_archive=True)
-            ),
-            datetime.now(UTC),
-        )
-        self.scheduler: Any = None
-
-    def run(self, scheduler: bool = True) -> None:
-        from .web.server import start_scheduler
-
-        if scheduler:
-            self.scheduler = start_scheduler(self.services)
-        self.services.worker.start()
-        try:
-            self.server.run()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
-        self.services.worker.stop()
-        self.server.close()
-        self.catcher.stop()
-        self.engine.dispose()

@@ -1,0 +1,141 @@
+"""The demo mail catcher's pages: every caught email as the patient sees it, and
+buttons that move the demo clock on and send what falls due, as cron would.
+
+Only `drip demo` (demo/live.py) adds them to the app, with `install`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from ..models import ACTIVE, ENROLLED, Enrollment, Subscriber
+from ..web import jobs
+from ..web.guard import csrf_ok
+from ..web.pages import services as app_services
+from ..web.services import Services
+from .catcher import MailCatcher
+from .clock import DemoClock
+
+bp = Blueprint(
+    "demo", __name__, url_prefix="/demo", template_folder="templates", static_folder="static"
+)
+
+
+def install(app: Flask, catcher: MailCatcher, clock: DemoClock) -> None:
+    """Add the mail catcher's pages and clock buttons to the patient web app;
+    `/` then opens the catcher instead of the signup form."""
+    app.extensions["drip.catcher"], app.extensions["drip.demo_clock"] = catcher, clock
+    app.config["HOME_ENDPOINT"] = "demo.mail"
+    app.register_blueprint(bp)
+
+
+def _catcher() -> MailCatcher:
+    return current_app.extensions["drip.catcher"]  # type: ignore[no-any-return]
+
+
+@bp.get("/mail")
+@bp.get("/mail/<int:number>")
+def mail(number: int | None = None) -> str:
+    messages = _catcher().messages
+    chosen = None
+    if messages:
+        chosen = (
+            messages[-1]
+            if number is None
+            else next((m for m in messages if m.number == number), None)
+        )
+        if chosen is None:
+            abort(404)
+    g.csp = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'self'"
+    )
+    return render_template(
+        "catcher.html",
+        messages=list(reversed(messages)),
+        chosen=chosen,
+        now=app_services().now(),
+        next_due=next_due(app_services()),
+        show_text=request.args.get("text") == "1",
+    )
+
+
+@bp.get("/mail/<int:number>/html")
+def mail_html(number: int) -> Response:
+    """The email's HTML part alone, sandboxed: links open in the whole window."""
+    found = next((m for m in _catcher().messages if m.number == number), None)
+    if found is None:
+        abort(404)
+    html = found.part("html") or "<p>(no HTML part)</p>"
+    # links open in the whole window (as a patient's mail app would open them)
+    html = html.replace("<head>", '<head><base target="_top">', 1)
+    html = html.replace('target="_blank"', 'target="_top"')
+    g.csp = (
+        "sandbox allow-popups allow-popups-to-escape-sandbox "
+        "allow-top-navigation-by-user-activation; default-src 'none'; "
+        "style-src 'unsafe-inline'; img-src data: https:; frame-ancestors 'self'"
+    )
+    return Response(html, content_type="text/html; charset=utf-8")
+
+
+@bp.post("/advance")
+def advance() -> Response:
+    """Move the demo clock forward, then send what is due, like cron would."""
+    if not csrf_ok():
+        abort(400)
+    services = app_services()
+    clock: DemoClock = current_app.extensions["drip.demo_clock"]
+    step = request.form.get("by", "")
+    if step == "next":
+        jump_to_next_email(services, clock)
+    elif step in ("hour", "day", "week"):
+        clock.advance(
+            {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}[step]
+        )
+        jobs.send_due(services, wait=5)
+    else:
+        abort(400)
+    return redirect(url_for("demo.mail"), 303)
+
+
+def next_due(services: Services) -> datetime | None:
+    """When the next drip email is due for anyone (None: nothing is scheduled)."""
+    now = services.now()
+    with Session(services.engine) as session:
+        return session.scalar(
+            select(func.min(Enrollment.next_due_at))
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .where(
+                Enrollment.state == ENROLLED,
+                Subscriber.status == ACTIVE,
+                or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
+            )
+        )
+
+
+def jump_to_next_email(services: Services, clock: DemoClock) -> int:
+    """Advance to the next due step and send; repeat a few times past send-window waits."""
+    for _ in range(5):
+        due = next_due(services)
+        if due is None:
+            return 0
+        clock.advance(due - services.now() + timedelta(seconds=1))
+        summary = jobs.send_due(services, wait=5)
+        if summary is not None and summary.sent:
+            return summary.sent
+    return 0
