@@ -168,12 +168,11 @@ def test_the_unique_key_refuses_a_second_row_for_the_same_step(any_project):
     engine.dispose()
 
 
+@pytest.mark.parametrize("any_project", ["postgresql"], indirect=True)  # SQLite: one sender
 def test_four_postgresql_workers_share_the_work_and_survive_a_kill(any_project, sink):
     """Several senders on one PostgreSQL database (one machine here, many in use):
     each email once, in order, and a worker killed mid-run costs at most its own
     in-flight bound, in doubt, never a duplicate."""
-    if any_project.database_url.startswith("sqlite"):
-        pytest.skip("several senders at once is the PostgreSQL model (SQLite: one sender)")
     addresses = seed(any_project, 300)
     sink.handler.delay = 0.02
     any_project.env["DRIP_SMTP_URL"] = sink.url + "&connections=4"
