@@ -71,6 +71,33 @@ class Project:
             text=True,
         )
 
+    def run_on_terminal(self, *args: str, timeout: float = 120) -> tuple[int, str]:
+        """Run the real `drip` command on a pseudo-terminal, as a person at a shell
+        would (progress bars show); its exit code and everything it wrote."""
+        import pty
+
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "drip", *args],
+            env=self.full_env(),
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+        )
+        os.close(follower)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            output += chunk
+        code = proc.wait(timeout=timeout)
+        os.close(leader)
+        return code, output.decode(errors="replace")
+
     def full_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
 

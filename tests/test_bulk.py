@@ -3,11 +3,7 @@ mid-run, progress on a terminal, and the pure pieces (reply table, pacing)."""
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from email.header import decode_header, make_header
@@ -212,27 +208,7 @@ def test_a_progress_bar_on_a_terminal_and_only_the_summary_under_cron(project, s
     plain = project.run("send", "--now", NOW, "--dry-run")
     assert plain.stdout.count("\n") == 31 and "ETA" not in plain.stderr
     # on a terminal
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "drip", "send", "--now", NOW],
-        env=project.full_env(),
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-    )
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    proc.wait(timeout=60)
-    os.close(leader)
-    text = output.decode()
+    _, text = project.run_on_terminal("send", "--now", NOW, timeout=60)
     assert "30/30 emails" in text and "ETA" in text and "/s" in text
     assert summary(text)["sent"] == 30
 

@@ -4,11 +4,7 @@ resubscribes, set-based speed. Real SQLite files, the real `drip` command."""
 from __future__ import annotations
 
 import json
-import os
-import pty
 import sqlite3
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -196,27 +192,8 @@ def test_whole_file_problems_are_one_line(project: Project, tmp_path):
 
 def test_a_progress_bar_on_a_terminal(project: Project, tmp_path):
     path = write(tmp_path, HEADER + "".join(f"p{i}@example.org,,,,form\n" for i in range(3000)))
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "drip", "subscribers", "import", str(path)],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=project.full_env(),
-    )
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert proc.wait(timeout=120) == 0
-    os.close(leader)
-    shown = output.decode(errors="replace")
+    code, shown = project.run_on_terminal("subscribers", "import", str(path))
+    assert code == 0
     assert "importing" in shown and "100%" in shown and "3000 imported" in shown, shown
     piped = project.run("subscribers", "import", str(path))
     assert "importing" not in piped.stdout + piped.stderr
