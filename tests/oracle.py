@@ -36,12 +36,13 @@ def first_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetim
     # the next whole quarter hour after `moment`
     floor = moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
     probe = floor + QUARTER
-    limit = moment + timedelta(days=8)
+    # a week, and one more when the clock skips the only allowed hour of the week
+    limit = moment + timedelta(days=15)
     while not allowed(probe, window, tz):
         offset = probe.astimezone(tz).utcoffset()
         assert offset is not None and offset.total_seconds() % 900 == 0, (tz, offset)
         probe += QUARTER
-        assert probe < limit, f"no allowed time within a week of {moment} in {window}"
+        assert probe < limit, f"no allowed time within two weeks of {moment} in {window}"
     minute = max(probe - QUARTER, moment.replace(second=0, microsecond=0) + MINUTE)
     while minute < probe:
         assert not allowed(minute, window, tz), f"the hour changed off the quarter at {minute}"

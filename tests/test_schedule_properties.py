@@ -115,6 +115,17 @@ def test_next_allowed_around_every_clock_change():
     assert checked > 20_000
 
 
+def test_a_weekly_hour_the_clock_skips_waits_a_week():
+    """Troll, 29 March 2026: the clock jumps from 01:00 to 03:00, so a window of
+    01:00-02:00 on Sundays only has no time that week (hypothesis found this)."""
+    troll = ZoneInfo("Antarctica/Troll")
+    sundays_one_am = SendWindow(1, 2, frozenset({6}))
+    friday = datetime(2026, 3, 27, 1, 0, tzinfo=UTC)
+    next_sunday = datetime(2026, 4, 5, 1, 0, tzinfo=troll).astimezone(UTC)  # 9 days on
+    assert first_allowed(friday, sundays_one_am, troll) == next_sunday
+    assert next_allowed(friday, sundays_one_am, troll) == next_sunday
+
+
 def test_the_oracle_knows_what_the_clock_says():
     """Hand-checked examples, so the oracle itself is not taken on trust."""
     office = SendWindow(9, 17, frozenset(range(5)))
