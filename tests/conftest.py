@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_interruptible,
         )
 
     def run_on_terminal(self, *args: str, timeout: float = 120) -> tuple[int, str]:
@@ -105,6 +107,12 @@ class Project:
         text = self.config.read_text()
         assert old in text, old
         self.config.write_text(text.replace(old, new, 1))
+
+
+def _interruptible() -> None:
+    """In the child: Ctrl-C (SIGINT) stops drip, even when pytest itself was started
+    in the background (`cmd &`), where the shell makes it and its children ignore it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_project(root: Path, source: Path, smtp_url: str | None = None) -> Project:

@@ -48,7 +48,7 @@ def test_drip_run_sends_on_its_schedule_and_never_twice_alongside_cron(tmp_path,
         assert last.returncode == 0 and summary(last.stdout)["sent"] == 0, last.stdout
     finally:
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)  # generous: CI machines are loaded
+        _out, err = proc.communicate(timeout=20)
     subjects = sorted((m.recipient, m.subject) for m in sink.received)
     assert subjects == [
         (f"p{i}@example.org", "Welcome, here is what to expect") for i in range(3)
