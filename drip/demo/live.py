@@ -8,6 +8,7 @@ the series arrive and unsubscribe.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,18 @@ from .catcher import MailCatcher
 from .clock import DemoClock
 from .sample import DEMO_SECRET, demo_newsletters
 
+# Libraries whose INFO lines are chatter to a newcomer: aiosmtpd logs every SMTP
+# command and an alarming "Connection lost during _handle_client()" after each
+# normal QUIT; alembic logs each migration of the fresh demo database. Their
+# warnings and errors still show.
+QUIET_LOGGERS = ("mail.log", "alembic")
+
+
+def quiet_library_logs() -> None:
+    """Keep the demo console to drip's own lines (and any library's real problems)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
 
 class LiveDemo:
     """The web app, scheduler and mail catcher of the live demo, bound and ready.
@@ -34,6 +47,7 @@ class LiveDemo:
     """
 
     def __init__(self, config_path: Path, folder: Path, host: str = "127.0.0.1", port: int = 8000):
+        quiet_library_logs()
         config = load_config(config_path)
         folder.mkdir(parents=True, exist_ok=True)
         database = folder / "live.db"
@@ -55,9 +69,9 @@ class LiveDemo:
             ),
             actor="demo",
         )
-        app = create_app(services=self.services)
-        pages.install(app, self.catcher, self.clock)
-        self.server: Any = make_server(app, host, port)
+        self.app = create_app(services=self.services)
+        pages.install(self.app, self.catcher, self.clock)
+        self.server: Any = make_server(self.app, host, port)
         link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         self.url = f"http://{link_host}:{self.server.effective_port}"
         # the links in every email must come back to this server, not the clinic's site
