@@ -28,8 +28,9 @@ from ..web import jobs
 from ..web.guard import csrf_ok
 from ..web.pages import services as app_services
 from ..web.services import Services
-from .catcher import MailCatcher
+from .catcher import Caught, MailCatcher
 from .clock import DemoClock
+from .times import LocalTime, local_time
 
 bp = Blueprint(
     "demo", __name__, url_prefix="/demo", template_folder="templates", static_folder="static"
@@ -65,14 +66,33 @@ def mail(number: int | None = None) -> str:
         "default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; "
         "form-action 'self'; base-uri 'none'; frame-ancestors 'self'"
     )
+    services = app_services()
+    zones, demo_zone = patient_zones(services)
+    due = next_due(services)
+
+    def sent_at(caught: Caught) -> LocalTime:
+        return local_time(caught.at, zones.get(caught.recipient.lower(), demo_zone))
+
     return render_template(
         "catcher.html",
         messages=list(reversed(messages)),
         chosen=chosen,
-        now=app_services().now(),
-        next_due=next_due(app_services()),
+        now=local_time(services.now(), demo_zone, "%a %d %b %Y, %H:%M"),
+        next_due=local_time(due, demo_zone) if due is not None else None,
+        sent_at=sent_at,
         show_text=request.args.get("text") == "1",
     )
+
+
+def patient_zones(services: Services) -> tuple[dict[str, str], str]:
+    """Each patient's time zone by address, and the demo's: the newest patient's
+    (the newcomer who just signed up), else the clinic's."""
+    with Session(services.engine) as session:
+        rows = session.execute(
+            select(Subscriber.email, Subscriber.timezone).order_by(Subscriber.id)
+        ).all()
+    zones = {address.lower(): zone for address, zone in rows}
+    return zones, rows[-1][1] if rows else services.config.clinic.timezone
 
 
 @bp.get("/mail/<int:number>/html")

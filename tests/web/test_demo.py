@@ -3,13 +3,24 @@ headless Chromium, and the mail catcher's pages through Flask's test client."""
 
 from __future__ import annotations
 
+import re
 import signal
+from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from conftest import FIXTURES
+from flask.testing import FlaskClient
 from mailsink import MailSink, free_port
+from sqlalchemy.orm import Session
 from test_web_browser import browser, wait_until_up  # noqa: F401
 from web_fixtures import web_project
+
+from drip import enrollment, subscribers
+from drip.demo.live import LiveDemo
+from drip.models import Subscriber
 
 WEB_CONFIG = FIXTURES / "web" / "campaigns.toml"
 
@@ -60,3 +71,70 @@ def test_the_demo_console_shows_drips_lines_not_the_mail_servers(
     assert console.count("drip send: 1 sent") >= 2, console  # drip's own lines stay
     for chatter in ("mail.log", "aiosmtpd", "Connection lost", "_handle_client", "alembic"):
         assert chatter not in console, console
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveDemo]:
+    """The live demo, bound but not serving: its app through Flask's test client,
+    its mail catcher a real SMTP server."""
+    demo = LiveDemo(WEB_CONFIG, tmp_path / "live", port=0)
+    try:
+        yield demo
+    finally:
+        demo.close()
+
+
+def add_patient(live: LiveDemo, address: str, zone: str, confirmed: bool = True) -> Subscriber:
+    with Session(live.engine, expire_on_commit=False) as session:
+        sub = subscribers.create(
+            session,
+            live.services.config,
+            email=address,
+            symptoms=["night_cramps"],
+            now=live.clock(),
+            timezone=zone,
+            confirmed=confirmed,
+        )
+        enrollment.sync_subscriber(session, live.services.config, sub, live.clock())
+        session.commit()
+    return sub
+
+
+def press(client: FlaskClient, button: str) -> str:
+    """Press one of the catcher's clock buttons; the page it lands on."""
+    page = client.get("/demo/mail").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    answer = client.post("/demo/advance", data={"csrf_token": token, "by": button})
+    assert answer.status_code == 303, answer.text
+    return client.get(answer.headers["Location"]).text
+
+
+def visible(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_the_catcher_shows_times_in_the_patients_zone_with_utc_in_the_tooltip(live: LiveDemo):
+    add_patient(live, "chicago@patient.example", "America/Chicago")
+    page = press(live.app.test_client(), "next")
+    welcome = live.catcher.messages[-1]
+    assert welcome.subject == "Welcome, here is what to expect"
+    there = welcome.at.astimezone(ZoneInfo("America/Chicago"))
+    shown = f"{there:%a %d %b %H:%M} {there.tzname()}"  # CST or CDT, never UTC
+    utc = f"{welcome.at.astimezone(UTC):%a %d %b %Y %H:%M} UTC"
+    assert f'title="{utc}">{shown}</time>' in page
+    assert "(America/Chicago)" in visible(page)  # the demo clock names its zone
+    assert "UTC" not in visible(page)  # UTC only in the tooltips
+
+
+def test_each_email_shows_in_its_own_patients_zone(live: LiveDemo):
+    add_patient(live, "tokyo@patient.example", "Asia/Tokyo")
+    add_patient(live, "denver@patient.example", "America/Denver", confirmed=False)
+    client = live.app.test_client()
+    press(client, "next")
+    tokyo = live.catcher.messages[-1]
+    assert tokyo.recipient == "tokyo@patient.example"
+    page = client.get(f"/demo/mail/{tokyo.number}").text
+    there = tokyo.at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert f">{there:%a %d %b %H:%M} JST</time>" in page
+    assert "(Asia/Tokyo, the patient's time zone)" in visible(page)
+    assert "(America/Denver)" in visible(page)  # the clock: the newest patient's zone
