@@ -23,7 +23,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from ..models import ACTIVE, ENROLLED, Enrollment, Subscriber
+from ..models import ACTIVE, ENROLLED, PENDING, Enrollment, Subscriber
 from ..web import jobs
 from ..web.guard import csrf_ok
 from ..web.pages import services as app_services
@@ -81,6 +81,31 @@ def mail(number: int | None = None) -> str:
         next_due=local_time(due, demo_zone) if due is not None else None,
         sent_at=sent_at,
         show_text=request.args.get("text") == "1",
+        note=nothing_sent(services, due, demo_zone) if request.args.get("jumped") else "",
+    )
+
+
+def nothing_sent(services: Services, due: datetime | None, zone: str) -> str:
+    """Why "Jump to the next email" sent nothing, in a newcomer's words."""
+    if due is not None:
+        when = local_time(due, zone, "%A %d %B at %H:%M")
+        return f"Nothing is due yet: the next email is due on {when.text}."
+    with Session(services.engine) as session:
+        counts = dict(
+            session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            ).all()
+        )
+    if not counts:
+        return "No one has signed up yet: open the sign-up form and sign up first."
+    if counts.get(PENDING):
+        return (
+            "Nothing is due yet: confirm the signup first "
+            "(press the button in the confirmation email)."
+        )
+    return (
+        "There are no more emails to send: each patient has had every email "
+        "of their series, or has paused or left."
     )
 
 
@@ -122,7 +147,9 @@ def advance() -> Response:
     clock: DemoClock = current_app.extensions["drip.demo_clock"]
     step = request.form.get("by", "")
     if step == "next":
-        jump_to_next_email(services, clock)
+        if not jump_to_next_email(services, clock):
+            # the page says why, instead of a button that seems to do nothing
+            return redirect(url_for("demo.mail", jumped="nothing"), 303)
     elif step in ("hour", "day", "week"):
         clock.advance(
             {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}[step]

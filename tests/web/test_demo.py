@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -138,3 +138,47 @@ def test_each_email_shows_in_its_own_patients_zone(live: LiveDemo):
     assert f">{there:%a %d %b %H:%M} JST</time>" in page
     assert "(Asia/Tokyo, the patient's time zone)" in visible(page)
     assert "(America/Denver)" in visible(page)  # the clock: the newest patient's zone
+
+
+def test_jump_with_no_one_signed_up_says_to_sign_up_first(live: LiveDemo):
+    page = press(live.app.test_client(), "next")
+    assert "No one has signed up yet: open the sign-up form" in page
+    assert live.catcher.messages == []
+
+
+def test_jump_before_confirming_says_to_confirm_first(live: LiveDemo):
+    add_patient(live, "pending@patient.example", "America/Chicago", confirmed=False)
+    page = press(live.app.test_client(), "next")
+    assert "Nothing is due yet: confirm the signup first" in page
+
+
+def test_jump_past_the_last_email_says_there_are_no_more(live: LiveDemo):
+    add_patient(live, "done@patient.example", "America/Chicago")
+    client = live.app.test_client()
+    notes = []
+    for _ in range(10):
+        before = len(live.catcher.messages)
+        page = press(client, "next")
+        note = re.search(r'role="status"><p><strong>([^<]+)</strong>', page)
+        if note is None:  # an email arrived, and the page says nothing more
+            assert len(live.catcher.messages) == before + 1
+            continue
+        notes.append(note.group(1))
+        assert len(live.catcher.messages) == before
+        break
+    assert len(live.catcher.messages) >= 3  # welcome and the series came first
+    assert notes == [
+        "There are no more emails to send: each patient has had every email of their series, "
+        "or has paused or left."
+    ]
+    # the other buttons move the clock without a note
+    assert 'role="status"' not in press(client, "day")
+
+
+def test_a_later_due_time_is_named_in_the_patients_zone(live: LiveDemo):
+    from drip.demo.pages import nothing_sent
+
+    due = datetime(2026, 6, 3, 15, 0, tzinfo=UTC)
+    assert nothing_sent(live.services, due, "America/Chicago") == (
+        "Nothing is due yet: the next email is due on Wednesday 03 June at 10:00 CDT."
+    )
