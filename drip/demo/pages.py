@@ -39,9 +39,12 @@ bp = Blueprint(
 
 def install(app: Flask, catcher: MailCatcher, clock: DemoClock) -> None:
     """Add the mail catcher's pages and clock buttons to the patient web app;
-    `/` then opens the catcher instead of the signup form."""
+    `/` then opens the catcher instead of the signup form, and every other page
+    links back to it."""
     app.extensions["drip.catcher"], app.extensions["drip.demo_clock"] = catcher, clock
     app.config["HOME_ENDPOINT"] = "demo.mail"
+    # after confirming, unsubscribing or changing answers, the way back to the emails
+    app.config["BACK_LINK"] = ("demo.mail", "← Back to the demo mail catcher")
     app.register_blueprint(bp)
 
 

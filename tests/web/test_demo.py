@@ -16,11 +16,12 @@ from flask.testing import FlaskClient
 from mailsink import MailSink, free_port
 from sqlalchemy.orm import Session
 from test_web_browser import browser, wait_until_up  # noqa: F401
-from web_fixtures import web_project
+from web_fixtures import Web, web_fixture, web_project  # noqa: F401
 
 from drip import enrollment, subscribers
 from drip.demo.live import LiveDemo
 from drip.models import Subscriber
+from drip.tokens import CONFIRM, UNSUBSCRIBE
 
 WEB_CONFIG = FIXTURES / "web" / "campaigns.toml"
 
@@ -55,7 +56,8 @@ def test_the_demo_console_shows_drips_lines_not_the_mail_servers(
         page.frame_locator("iframe").locator('a[href*="/confirm/"]').first.click()
         page.get_by_role("button", name="Yes, start my emails").click()
         page.get_by_role("heading", name="You are signed up").wait_for()
-        page.goto(f"{url}/demo/mail")
+        page.get_by_role("link", name="Back to the demo mail catcher").click()
+        page.get_by_role("heading", name="Demo mail catcher").wait_for()
         for _ in range(2):
             page.get_by_role("button", name="Jump to the next email").click()
             page.get_by_role("heading", name="Demo mail catcher").wait_for()
@@ -182,3 +184,23 @@ def test_a_later_due_time_is_named_in_the_patients_zone(live: LiveDemo):
     assert nothing_sent(live.services, due, "America/Chicago") == (
         "Nothing is due yet: the next email is due on Wednesday 03 June at 10:00 CDT."
     )
+
+
+def test_after_confirming_a_link_leads_back_to_the_catcher(live: LiveDemo):
+    sub = add_patient(live, "confirm@patient.example", "America/Chicago", confirmed=False)
+    client = live.app.test_client()
+    link = f"/confirm/{live.services.tokens.make(CONFIRM, sub.public_id)}"
+    back = '<a href="/demo/mail">← Back to the demo mail catcher</a>'
+    assert back in client.get(link).text
+    done = client.post(link)
+    assert "You are signed up" in done.text and back in done.text
+    unsubscribe = f"/u/{live.services.tokens.make(UNSUBSCRIBE, sub.public_id)}"
+    assert back in client.get(unsubscribe).text
+    assert back not in client.get("/demo/mail").text  # not on the catcher itself
+
+
+def test_the_production_app_has_no_link_to_a_catcher(web: Web):
+    web.signup("prod@example.org")
+    done = web.client.post(web.confirm_path("prod@example.org"))
+    assert "You are signed up" in done.text
+    assert "mail catcher" not in done.text and "back-link" not in done.text
