@@ -11,7 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from ..sender import Sender
 from ..tokens import Tokens
 from ..transport import OutboxTransport
 from ..words import plural
+from .times import LocalTime, local_time
 
 DEMO_SECRET = "drip-demo-only-secret-never-use-in-production"
 DEMO_START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)  # a Monday morning
@@ -134,7 +135,7 @@ def run_demo(
         f"\nRan `drip send` every simulated hour for {plural(weeks, 'week')}: "
         f"{plural(total, 'email')} sent."
     )
-    return write_index(folder, outbox, patients)
+    return write_index(folder, outbox, patients, symptom_labels(config))
 
 
 def _templates() -> Environment:
@@ -146,21 +147,37 @@ def _templates() -> Environment:
     )
 
 
-def write_index(folder: Path, outbox: Path, patients: list[DemoPatient]) -> Path:
-    """index.html: per patient, each email with its simulated send time and a link."""
-    by_patient: dict[str, list[tuple[str, str, str]]] = {p.email: [] for p in patients}
+def symptom_labels(config: Config) -> dict[str, str]:
+    """What the signup form calls each symptom and warning sign, by key."""
+    return {**config.symptoms, **{key: flag.label for key, flag in config.red_flags.items()}}
+
+
+def write_index(
+    folder: Path,
+    outbox: Path,
+    patients: list[DemoPatient],
+    labels: Mapping[str, str] | None = None,
+) -> Path:
+    """index.html: per patient, their answers as the signup form words them, and
+    each email with its simulated send time (the patient's local time) and a link."""
+    zones = {p.email: p.timezone for p in patients}
+    by_patient: dict[str, list[tuple[LocalTime, str, str]]] = {p.email: [] for p in patients}
     for eml in sorted(outbox.glob("*.eml")):
         msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
         body = msg.get_body(preferencelist=("html",))
         page = eml.with_suffix(".html")
         page.write_text(body.get_content() if body else "", encoding="utf-8")
         sent = email.utils.parsedate_to_datetime(msg["Date"])
-        by_patient.setdefault(str(msg["To"]), []).append(
-            (f"{sent:%a %d %b %H:%M} UTC", str(msg["Subject"]), f"outbox/{page.name}")
+        to = str(msg["To"])
+        by_patient.setdefault(to, []).append(
+            (local_time(sent, zones.get(to, "UTC")), str(msg["Subject"]), f"outbox/{page.name}")
         )
+    names = labels or {}
+    answers = {p.email: [names.get(key, key) for key in p.symptoms] for p in patients}
     index = folder / "index.html"
     template = _templates().get_template("index.html")
     index.write_text(
-        template.render(start=DEMO_START, patients=patients, sent=by_patient), encoding="utf-8"
+        template.render(start=DEMO_START, patients=patients, answers=answers, sent=by_patient),
+        encoding="utf-8",
     )
     return index

@@ -204,3 +204,23 @@ def test_the_production_app_has_no_link_to_a_catcher(web: Web):
     done = web.client.post(web.confirm_path("prod@example.org"))
     assert "You are signed up" in done.text
     assert "mail catcher" not in done.text and "back-link" not in done.text
+
+
+def test_the_demo_index_names_symptoms_as_the_signup_form_does(tmp_path: Path):
+    from drip.config import load_config
+    from drip.demo import run_demo
+
+    config = load_config(WEB_CONFIG)
+    index = run_demo(WEB_CONFIG, tmp_path / "demo", weeks=1, echo=lambda _: None)
+    html = index.read_text()
+    headings = re.findall(r"<small>([^<]*)</small>", html)
+    assert len(headings) == 5  # one per sample patient
+    maria = headings[0].split(" · ")
+    assert maria == [config.symptoms["night_cramps"], "America/Chicago"]
+    lena = headings[-1].split(" · ")[0]
+    first_flag = next(iter(config.red_flags.values()))
+    assert lena == f"{config.symptoms['night_cramps']}, {first_flag.label}"
+    for key in [*config.symptoms, *config.red_flags]:
+        assert key not in visible(html), key
+    # send times in each patient's zone, UTC in the tooltip
+    assert re.search(r'title="[^"]+ UTC">Mon 01 Jun \d\d:\d\d CDT</time>', html)
