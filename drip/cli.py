@@ -23,6 +23,7 @@ from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .locking import LockBusy, SendLock
 from .models import Enrollment, Subscriber
 from .preflight import preflight
+from .preview_cli import preview_options, show_preview
 from .progress import Progress
 from .render import Renderer, TemplateProblem
 from .sender import Sender, Summary, count_due
@@ -167,20 +168,13 @@ def report_problems(problems: list[str], consequence: str) -> None:
 @main.command()
 @click.argument("campaign")
 @click.argument("step")
-@click.option("--symptoms", default="", help="Comma-separated symptom keys.")
+@preview_options
 @click.option("--name", default="Alex", help="First name to greet (empty for none).")
 @click.option(
     "--subscriber",
     "subscriber_email",
     metavar="EMAIL",
     help="Preview for this subscriber: their symptoms, name and personal links.",
-)
-@click.option("--format", "fmt", type=click.Choice(["html", "text", "eml"]), default="html")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to a file instead of standard output.",
 )
 @click.pass_obj
 def preview(
@@ -240,17 +234,7 @@ def preview(
                 f"({rule.describe()}); shown anyway",
                 err=True,
             )
-    if fmt == "html":
-        body = built.email.html
-    elif fmt == "text":
-        body = f"Subject: {built.email.subject}\n\n{built.email.text}"
-    else:
-        body = built.envelope.data.decode("utf-8")
-    if output:
-        output.write_text(body, encoding="utf-8", newline="")
-        click.echo(f"wrote {output}")
-    else:
-        click.echo(body, nl=False)
+    show_preview(built, fmt, output)
 
 
 # -- send ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from . import newsletters, subscribers
 from .config import Config, Newsletter
 from .models import Delivery
 from .outgoing import Outgoing, build
+from .preview_cli import preview_options, show_preview
 from .render import Renderer, TemplateProblem
 from .tokens import Tokens
 from .transport import transport_from_settings
@@ -107,30 +108,12 @@ def list_newsletters(app: Any, now_text: str | None) -> None:
 
 @newsletter_group.command("preview")
 @click.argument("key")
-@click.option("--symptoms", default="", help="Comma-separated symptom keys.")
-@click.option("--format", "fmt", type=click.Choice(["html", "text", "eml"]), default="html")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to a file instead of standard output.",
-)
+@preview_options
 @click.pass_obj
 def preview(app: Any, key: str, symptoms: str, fmt: str, output: Path | None) -> None:
     """The newsletter exactly as a patient with these symptoms would get it."""
     newsletter = _find(app.config, key)
-    made = _build(app, newsletter, symptoms, "patient@example.org")
-    if fmt == "html":
-        body = made.email.html
-    elif fmt == "text":
-        body = f"Subject: {made.email.subject}\n\n{made.email.text}"
-    else:
-        body = made.envelope.data.decode("utf-8")
-    if output:
-        output.write_text(body, encoding="utf-8")
-        click.echo(f"wrote {output}")
-    else:
-        click.echo(body, nl=False)
+    show_preview(_build(app, newsletter, symptoms, "patient@example.org"), fmt, output)
 
 
 @newsletter_group.command("test")
