@@ -143,7 +143,7 @@ def check(app: App, quiet: bool) -> None:
     for warning in dkim_check_lines(app):  # DKIM keys and DMARC alignment
         click.echo(f"warning: {warning}", err=True)
     steps = sum(len(c.steps) for c in config.campaigns)
-    news = f"{len(config.newsletters)} newsletters, " if config.newsletters else ""
+    news = f"{plural(len(config.newsletters), 'newsletter')}, " if config.newsletters else ""
     click.echo(
         f"ok: {config.path.name}: {plural(len(config.campaigns), 'campaign')}, "
         f"{plural(steps, 'step')}, {news}{plural(report.profiles, 'render')} checked "

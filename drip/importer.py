@@ -82,7 +82,8 @@ class ImportReport:
     def line(self, dry_run: bool) -> str:
         verb = "would import" if dry_run else "imported"
         return (
-            f"{self.rows} rows: {self.imported} {verb}, {self.existing} already there "
+            f"{self.rows} {'row' if self.rows == 1 else 'rows'}: {self.imported} {verb}, "
+            f"{self.existing} already there "
             f"(left unchanged), {self.suppressed} suppressed (skipped), {len(self.bad)} bad"
         )
 

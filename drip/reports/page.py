@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..config import Config
 from ..rates import COMPLAINT_WARNING, Rates, total
+from ..words import plural
 from . import charts, series
 from .data import Records
 from .series import NEWSLETTER, Catalog, Weeks
@@ -98,8 +99,8 @@ def build(records: Records, weeks: Weeks, config: Config | None, now: datetime) 
             "someone who signs up again after leaving. A confirmation is someone who clicked "
             "the link in the confirmation email, or was added as already confirmed. Only "
             "confirmed people get emails.",
-            f"Bar chart, two bars per week over {span}: {_n(sum(signups))} signups and "
-            f"{_n(sum(confirmations))} confirmations in all.",
+            f"Bar chart, two bars per week over {span}: {plural(sum(signups), 'signup')} and "
+            f"{plural(sum(confirmations), 'confirmation')} in all.",
             "bars",
             charts.bar_chart(
                 labels, [("Signups", signups), ("Confirmations", confirmations)], stacked=False
@@ -182,8 +183,8 @@ def build(records: Records, weeks: Weeks, config: Config | None, now: datetime) 
         "that person before they left. The bars show unsubscribes per 1,000 of that email "
         "sent in this period, so emails sent to many and to few people compare fairly. With "
         "only a few hundred sent, one or two people make a big difference.",
-        f"Horizontal bar chart, unsubscribes per 1,000 emails sent, for {len(rated)} emails "
-        f"over {span}: "
+        "Horizontal bar chart, unsubscribes per 1,000 emails sent, for "
+        f"{plural(len(rated), 'email')} over {span}: "
         + (
             "; ".join(
                 f"{r.email.label}: {r.unsubscribed} of {r.sent} ({_rate(r.per_thousand)} per 1,000)"

@@ -23,6 +23,8 @@ from ..checks import check_config
 from ..clock import parse_now
 from ..config import ConfigError
 from ..settings import SettingsError
+from ..transport import TransportUnavailable, transport_from_settings
+from ..words import plural
 from . import flows
 from .options import OptionsError, WebOptions
 from .services import Services
@@ -54,6 +56,10 @@ def load_services(app: Any, proxy: int | None = None, check: bool = True) -> Ser
             _fail("templates have problems (see `drip check`); not starting")
     if not (app.settings.smtp_url or app.settings.outbox_dir):
         _fail("no mail transport: set DRIP_SMTP_URL (or DRIP_OUTBOX=folder for testing)")
+    try:  # both set, or a malformed URL: say so now, not at the first email
+        transport_from_settings(app.settings.smtp_url, app.settings.outbox_dir).close()
+    except (TransportUnavailable, ValueError) as exc:
+        _fail(str(exc))
     return services
 
 
@@ -167,7 +173,10 @@ def purge_pending(app: Any, now_text: str | None, days: int) -> None:
     with Session(app.engine) as session:
         deleted, reverted = flows.purge_pending(session, now, timedelta(days=days))
         session.commit()
-    click.echo(f"purged {deleted} unconfirmed signup(s); {reverted} expired re-signup(s) discarded")
+    click.echo(
+        f"purged {plural(deleted, 'unconfirmed signup')}; "
+        f"{plural(reverted, 'expired re-signup')} discarded"
+    )
 
 
 @click.command()
