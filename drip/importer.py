@@ -34,6 +34,7 @@ from .enrollment import apply_plan
 from .mailqueue import QUEUED, mailbox_hash
 from .models import (
     ACTIVE,
+    ENROLLED,
     PENDING,
     AuditEntry,
     Enrollment,
@@ -363,7 +364,7 @@ class _PlanCache:
                     self.config.clinic.send_window,
                     self.config.clinic.min_gap,
                 )
-                probe = Enrollment(campaign_key=campaign.key, started_at=self.now, state="active")
+                probe = Enrollment(campaign_key=campaign.key, started_at=self.now, state=ENROLLED)
                 apply_plan(probe, plan)
                 self._plans[key] = {
                     "state": probe.state,

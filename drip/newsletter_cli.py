@@ -23,6 +23,7 @@ from .models import Delivery
 from .outgoing import Outgoing, build
 from .preview_cli import preview_options, show_preview
 from .render import Renderer, TemplateProblem
+from .states import DeliveryStatus
 from .tokens import Tokens
 from .transport import transport_from_settings
 
@@ -159,7 +160,8 @@ def cancel(app: Any, key: str, now_text: str | None) -> None:
         session.commit()
         sent = session.scalar(
             select(func.count()).where(
-                Delivery.campaign_key == "newsletter:" + key, Delivery.status == "sent"
+                Delivery.campaign_key == "newsletter:" + key,
+                Delivery.status == DeliveryStatus.SENT,
             )
         )
     if changed:
