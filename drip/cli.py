@@ -23,7 +23,7 @@ from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .locking import LockBusy, SendLock
 from .models import Enrollment, Subscriber
 from .preflight import preflight
-from .preview_cli import preview_options, show_preview
+from .preview_cli import preview_options, say_if_never_sent, show_preview
 from .progress import Progress
 from .render import Renderer, TemplateProblem
 from .sender import Sender, Summary, count_due
@@ -227,13 +227,7 @@ def preview(
         )
     except (subscribers.InvalidSubscriber, TemplateProblem) as exc:
         fail(str(exc))
-    for rule, what in ((camp.audience, "series"), (stp.when, "step")):
-        if rule is not None and not rule.matches(chosen):
-            click.echo(
-                f"note: a patient with these symptoms never gets this {what} "
-                f"({rule.describe()}); shown anyway",
-                err=True,
-            )
+    say_if_never_sent(((camp.audience, "series"), (stp.when, "step")), chosen)
     show_preview(built, fmt, output)
 
 

@@ -21,7 +21,7 @@ from . import newsletters, subscribers
 from .config import Config, Newsletter
 from .models import Delivery
 from .outgoing import Outgoing, build
-from .preview_cli import preview_options, show_preview
+from .preview_cli import preview_options, say_if_never_sent, show_preview
 from .render import Renderer, TemplateProblem
 from .states import DeliveryStatus
 from .tokens import Tokens
@@ -114,7 +114,10 @@ def list_newsletters(app: Any, now_text: str | None) -> None:
 def preview(app: Any, key: str, symptoms: str, fmt: str, output: Path | None) -> None:
     """The newsletter exactly as a patient with these symptoms would get it."""
     newsletter = _find(app.config, key)
-    show_preview(_build(app, newsletter, symptoms, "patient@example.org"), fmt, output)
+    made = _build(app, newsletter, symptoms, "patient@example.org")
+    chosen = subscribers.check_symptoms(app.config, symptoms.split(","))  # _build checked them
+    say_if_never_sent([(newsletter.audience, "newsletter")], chosen)
+    show_preview(made, fmt, output)
 
 
 @newsletter_group.command("test")

@@ -3,13 +3,14 @@ symptoms, the format to show, and where the email goes (a file or standard outpu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 import click
 
 from .outgoing import Outgoing
+from .rules import Rule
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -45,3 +46,15 @@ def show_preview(made: Outgoing, fmt: str, output: Path | None) -> None:
         click.echo(f"wrote {output}")
     else:
         click.echo(body, nl=False)
+
+
+def say_if_never_sent(rules: Iterable[tuple[Rule | None, str]], symptoms: Collection[str]) -> None:
+    """A note (stderr) for each rule these symptoms fail: such a patient never gets
+    this email, though the preview shows it."""
+    for rule, what in rules:
+        if rule is not None and not rule.matches(symptoms):
+            click.echo(
+                f"note: a patient with these symptoms never gets this {what} "
+                f"({rule.describe()}); shown anyway",
+                err=True,
+            )

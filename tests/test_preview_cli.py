@@ -55,3 +55,18 @@ def test_both_write_the_whole_message_to_a_file_as_sent(shipped, tmp_path):
         assert b"\r\n" in data and data.count(b"\n") == data.count(b"\r\n")
         msg = message_from_bytes(data, policy=policy.default)
         assert msg["Subject"] and msg.get_body(preferencelist=("html",)) is not None
+
+
+def test_newsletter_preview_says_when_those_symptoms_are_outside_its_audience(project):
+    from newsletter_helpers import add_newsletter
+
+    add_newsletter(project, audience='{ any = ["heavy_legs"] }')
+    outside = project.cli("newsletter", "preview", "2026-06-news", "--symptoms", "night_cramps")
+    assert outside.exit_code == 0, outside.output
+    assert (
+        "note: a patient with these symptoms never gets this newsletter (any of heavy_legs); "
+        "shown anyway"
+    ) in outside.output
+    assert "<html" in outside.output  # shown anyway
+    inside = project.cli("newsletter", "preview", "2026-06-news", "--symptoms", "heavy_legs")
+    assert inside.exit_code == 0 and "never gets" not in inside.output
