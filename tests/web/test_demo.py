@@ -63,6 +63,16 @@ def test_the_demo_console_shows_drips_lines_not_the_mail_servers(
             page.get_by_role("heading", name="Demo mail catcher").wait_for()
         subjects = page.locator(".mail-list .subject").all_inner_texts()
         assert subjects[:2] == ["Why muscles tighten at night", "Welcome, here is what to expect"]
+        # on to the end of the series: then the page says so instead of nothing
+        note = page.get_by_role("status")
+        for _ in range(10):
+            page.get_by_role("button", name="Jump to the next email").click()
+            page.get_by_role("heading", name="Demo mail catcher").wait_for()
+            if note.count():
+                break
+        assert note.inner_text().startswith("There are no more emails to send")
+        # times in the browser's (so the newcomer's) zone, named
+        assert "(Europe/London)" in page.locator(".demo-bar").inner_text()
         page.close()
     finally:
         proc.send_signal(signal.SIGINT)
