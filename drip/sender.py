@@ -451,31 +451,14 @@ class Sender:
         stopped = newsletters.stop_removed_and_cancelled(session, self.config, now)
         self.summary.skipped += stopped
         self._commit()
-        cancelled = newsletters.cancelled_keys(session)
-        due = [
-            n for n in self.config.newsletters if n.send_at is not None and n.key not in cancelled
-        ]
-        if not due:
-            return
-        window = self.config.clinic.send_window
-        zones = [
-            (name, tz)
-            for name in session.scalars(
-                select(Subscriber.timezone).where(Subscriber.status == ACTIVE).distinct()
-            )
-            if (tz := newsletters.zone(name)) is not None
-        ]
-        for newsletter in due:
+        for newsletter in newsletters.scheduled(session, self.config):
             yield from self._newsletter_retries(session, newsletter, now)
-            for name, tz in zones:
-                assert newsletter.send_at is not None
-                instant = newsletters.send_instant(newsletter.send_at, tz, window)
-                if instant > now or not in_window(now, window, tz):
-                    continue
+            for zone_name, instant in newsletters.due_zones(session, self.config, newsletter, now):
+                tz = ZoneInfo(zone_name)
                 last_id = 0
                 while self.summary.stopped is None and not self.summary.limit_reached:
                     query = (
-                        newsletters.eligible(self.config, newsletter, name, instant, now)
+                        newsletters.eligible(self.config, newsletter, zone_name, instant, now)
                         .where(Subscriber.id > last_id)
                         .order_by(Subscriber.id)
                         .limit(self.batch_size)
@@ -966,22 +949,27 @@ def due_query(now: datetime) -> Select[Any]:
     )
 
 
-def count_due(engine: Engine, now: datetime) -> int:
-    """How many enrollments are due now (for a progress bar)."""
+def count_due(engine: Engine, config: Config, now: datetime) -> int:
+    """About how many emails are due now, series and newsletters (for a progress bar)."""
     with Session(engine) as session:
-        return (
-            session.scalar(
-                select(func.count())
-                .select_from(Enrollment)
-                .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-                .where(
-                    Enrollment.state == ENROLLED,
-                    Enrollment.next_due_at <= now,
-                    Subscriber.status == ACTIVE,
-                )
+        total = 0
+        series = session.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .where(
+                Enrollment.state == ENROLLED,
+                Enrollment.next_due_at <= now,
+                Subscriber.status == ACTIVE,
             )
-            or 0
         )
+        total += series or 0
+        for newsletter in newsletters.scheduled(session, config):
+            for zone_name, instant in newsletters.due_zones(session, config, newsletter, now):
+                eligible = newsletters.eligible(config, newsletter, zone_name, instant, now)
+                count = session.scalar(select(func.count()).select_from(eligible.subquery()))
+                total += count or 0
+        return total
 
 
 def sweep_in_doubt(session: Session, now: datetime, run_id: str = "") -> int:
