@@ -276,7 +276,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
             Progress.for_terminal() or contextlib.nullcontext() as progress,
         ):
             if progress is not None:
-                progress.total = count_due(app.engine, clock())
+                progress.total = count_due(app.engine, config, clock())
             sender = Sender(
                 config,
                 app.engine,

@@ -95,7 +95,7 @@ def _base64(text: str) -> bytes:
     """Base64 in 76-character lines: ~4x faster than quoted-printable for the large
     HTML part (whose lines MJML makes longer than SMTP's 998 limit)."""
     encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
-    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)])
 
 
 def _qp(text: str) -> bytes:

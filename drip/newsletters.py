@@ -25,7 +25,7 @@ from . import audit
 from .config import NEWSLETTER_PREFIX, Config, Newsletter, SendWindow
 from .models import ACTIVE, Delivery, NewsletterState, Subscriber, Symptom
 from .rules import Rule
-from .schedule import CLAIMED, DEFERRED, IN_DOUBT, SENT, SKIPPED, next_allowed
+from .schedule import CLAIMED, DEFERRED, IN_DOUBT, SENT, SKIPPED, in_window, next_allowed
 
 # Statuses that mean "this patient got (or may have got) an email at that time".
 GOT_MAIL = (SENT, CLAIMED, IN_DOUBT)
@@ -100,6 +100,32 @@ def eligible(
             func.coalesce(Delivery.sent_at, Delivery.updated_at) > now - config.clinic.min_gap,
         )
     )
+
+
+def scheduled(session: Session, config: Config) -> list[Newsletter]:
+    """The newsletters with a send time that are not cancelled."""
+    cancelled = cancelled_keys(session)
+    return [n for n in config.newsletters if n.send_at is not None and n.key not in cancelled]
+
+
+def due_zones(
+    session: Session, config: Config, newsletter: Newsletter, now: datetime
+) -> list[tuple[str, datetime]]:
+    """(time zone, send instant) for each zone of active subscribers where the
+    newsletter's send instant has come and the send window is open now."""
+    assert newsletter.send_at is not None
+    window = config.clinic.send_window
+    found = []
+    for name in session.scalars(
+        select(Subscriber.timezone).where(Subscriber.status == ACTIVE).distinct()
+    ):
+        tz = zone(name)
+        if tz is None:
+            continue
+        instant = send_instant(newsletter.send_at, tz, window)
+        if instant <= now and in_window(now, window, tz):
+            found.append((name, instant))
+    return found
 
 
 def cancelled_keys(session: Session) -> set[str]:

@@ -16,6 +16,7 @@ import os
 import queue
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -36,6 +37,13 @@ from .transport import (
 
 T = TypeVar("T")
 _STOP = object()
+
+
+class BuildFailed(Exception):
+    """The message could not be rendered or composed where it was to be sent from."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -111,21 +119,30 @@ class Postman(Generic[T]):
 class ProcessPostman(Generic[T]):
     """The send stage in a child process, for big runs over SMTP.
 
-    Rendering, composing and the database keep one core busy; smtplib's own work
-    (~0.3 ms a message) then runs on the other instead of waiting for the same
-    interpreter lock. The child is forked (no re-import), holds `workers`
+    Planning and the database keep one core busy; with `build`, the child also
+    renders and composes each message (the parent hands it a few plain values),
+    so the CPU work of a message is split about evenly over two cores, and
+    smtplib's own work does not wait for the parent's interpreter lock. A message
+    the child cannot build comes back as a BuildFailed outcome. The child is
+    forked (no re-import, the same templates and keys), holds `workers`
     connections, and dies with its parent: a `kill -9` of `drip send` closes the
     pipe, and the child exits at once (its unrecorded claims are then in doubt,
     within the same bound as with threads).
     """
 
-    def __init__(self, settings: SMTPSettings, workers: int):
+    def __init__(
+        self,
+        settings: SMTPSettings,
+        workers: int,
+        build: Callable[[Any], Envelope] | None = None,
+    ):
+        self.build = build
         context = multiprocessing.get_context("fork")
         child_tasks, self._tasks = context.Pipe(duplex=False)  # (reader, writer)
         self._results, child_results = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_child,
-            args=(settings, workers, self._tasks, child_tasks, child_results),
+            args=(settings, workers, build, self._tasks, child_tasks, child_results),
             name="drip-smtp",
             daemon=True,
         )
@@ -135,10 +152,13 @@ class ProcessPostman(Generic[T]):
         self._items: dict[int, T] = {}
         self._next = 0
 
-    def hand(self, item: T, envelope: Envelope) -> None:
+    def hand(self, item: T, work: Any) -> None:
+        """`work`: the Envelope, or with `build`, what the child builds it from."""
         self._next += 1
         self._items[self._next] = item
-        self._tasks.send((self._next, envelope.sender, envelope.recipient, envelope.data))
+        if self.build is None:
+            work = (work.sender, work.recipient, work.data)
+        self._tasks.send((self._next, work))
 
     def outcomes(self, wait: float | None = 0) -> list[Outcome[T]]:
         found: list[Outcome[T]] = []
@@ -177,6 +197,7 @@ def _die_with_parent() -> None:
 def _child(
     settings: SMTPSettings,
     workers: int,
+    build: Callable[[Any], Envelope] | None,
     parent_end: Connection,
     tasks: Connection,
     results: Connection,
@@ -204,8 +225,17 @@ def _child(
             os._exit(0)  # the parent is gone: stop at once, send nothing more
         if task is None:
             break
-        key, sender, recipient, data = task
-        postman.hand(key, Envelope(sender, recipient, data))
+        key, work = task
+        if build is None:
+            postman.hand(key, Envelope(*work))
+            continue
+        try:
+            envelope = build(work)
+        except Exception as exc:  # this message fails alone, with its reason
+            with lock:
+                results.send((key, ("build", str(exc) or type(exc).__name__, None)))
+            continue
+        postman.hand(key, envelope)
     postman.stop()
     postman._outcomes.put(Outcome(0, None))  # let the forwarder finish
     forwarder.join()
@@ -238,15 +268,22 @@ def _revive(flat: tuple[Any, ...] | None) -> BaseException | None:
     return RuntimeError(message)
 
 
-_KINDS: dict[str, type[DeliveryError]] = {
+_KINDS: dict[str, type[DeliveryError] | type[BuildFailed]] = {
+    "build": BuildFailed,
     "temporary": TemporaryFailure,
     "in_doubt": InDoubt,
     "unavailable": TransportUnavailable,
 }
 
 
-def make_postman(transport: Transport, workers: int, separate_process: bool) -> Any:
-    """A ProcessPostman for SMTP when asked for (big runs), else threads here."""
+def make_postman(
+    transport: Transport,
+    workers: int,
+    separate_process: bool,
+    build: Callable[[Any], Envelope] | None = None,
+) -> Any:
+    """A ProcessPostman for SMTP when asked for (big runs; `build` then runs in the
+    child), else threads here (the caller builds)."""
     if separate_process and isinstance(transport, SMTPTransport):
-        return ProcessPostman(transport.settings, workers)
+        return ProcessPostman(transport.settings, workers, build)
     return Postman(transport, workers)

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -62,7 +63,7 @@ from .models import (
 )
 from .outgoing import build
 from .pacing import Pacer
-from .postman import Outcome, Postman, ProcessPostman, make_postman
+from .postman import BuildFailed, Outcome, Postman, ProcessPostman, make_postman
 from .render import Renderer
 from .schedule import (
     CLAIMED,
@@ -165,6 +166,20 @@ class Job:
     @property
     def newsletter(self) -> bool:
         return self.enrollment_id is None
+
+
+def _build_values(job: Job) -> tuple[Any, ...]:
+    """What building `job`'s message takes, in plain values (cheap to pass to the
+    sending child process): Sender._envelope's arguments."""
+    return (
+        job.email,
+        job.public_id,
+        job.first_name,
+        job.symptoms,
+        job.campaign.key,
+        job.step.key,
+        job.ref,
+    )
 
 
 class Sender:
@@ -436,31 +451,14 @@ class Sender:
         stopped = newsletters.stop_removed_and_cancelled(session, self.config, now)
         self.summary.skipped += stopped
         self._commit()
-        cancelled = newsletters.cancelled_keys(session)
-        due = [
-            n for n in self.config.newsletters if n.send_at is not None and n.key not in cancelled
-        ]
-        if not due:
-            return
-        window = self.config.clinic.send_window
-        zones = [
-            (name, tz)
-            for name in session.scalars(
-                select(Subscriber.timezone).where(Subscriber.status == ACTIVE).distinct()
-            )
-            if (tz := newsletters.zone(name)) is not None
-        ]
-        for newsletter in due:
+        for newsletter in newsletters.scheduled(session, self.config):
             yield from self._newsletter_retries(session, newsletter, now)
-            for name, tz in zones:
-                assert newsletter.send_at is not None
-                instant = newsletters.send_instant(newsletter.send_at, tz, window)
-                if instant > now or not in_window(now, window, tz):
-                    continue
+            for zone_name, instant in newsletters.due_zones(session, self.config, newsletter, now):
+                tz = ZoneInfo(zone_name)
                 last_id = 0
                 while self.summary.stopped is None and not self.summary.limit_reached:
                     query = (
-                        newsletters.eligible(self.config, newsletter, name, instant, now)
+                        newsletters.eligible(self.config, newsletter, zone_name, instant, now)
                         .where(Subscriber.id > last_id)
                         .order_by(Subscriber.id)
                         .limit(self.batch_size)
@@ -603,7 +601,10 @@ class Sender:
                 self.transport,
                 connections_of(self.transport),
                 separate_process=self.separate_process and len(jobs) >= BIG_RUN,
+                build=self._build_in_child,
             )
+        # a child process that sends also renders (the other core); else build here
+        build_here = getattr(self.postman, "build", None) is None
         pending, ready = deque(jobs), deque[Job]()  # planned; built and not yet claimed
         batch = max(1, self.max_in_flight // 2)  # claims per commit, at least
         while (pending or ready) and self.summary.stopped is None:
@@ -622,7 +623,8 @@ class Sender:
             elif pending and len(ready) < self.max_in_flight:
                 # build the next messages while the relay works on the claimed ones
                 job = pending.popleft()
-                self._build(job)
+                if build_here:
+                    self._build(job)
                 ready.append(job)
                 self._collect(wait=0)
             elif self._in_flight:
@@ -634,22 +636,48 @@ class Sender:
     def _build(self, job: Job) -> None:
         """Render and compose one message; a failure is kept with the job, not raised."""
         try:
-            job.envelope = build(
-                self.config,
-                self.renderer,
-                self.tokens,
-                email=job.email,
-                public_id=job.public_id,
-                first_name=job.first_name,
-                symptoms=job.symptoms,
-                campaign=job.campaign,
-                step=job.step,
-                ref=job.ref,
-                date=self.clock(),
-                sign=self.sign,
-            ).envelope
+            job.envelope = self._envelope(*_build_values(job))
         except Exception as exc:  # one broken message must not stop the others
             job.broken = str(exc) or type(exc).__name__
+
+    def _build_in_child(self, values: tuple[Any, ...]) -> Envelope:
+        """In the sending child process: the message from `_build_values` (raises)."""
+        return self._envelope(*values)
+
+    def _envelope(
+        self,
+        email: str,
+        public_id: str,
+        first_name: str | None,
+        symptoms: frozenset[str],
+        campaign_key: str,
+        step_key: str,
+        ref: str,
+    ) -> Envelope:
+        campaign, step = self._steps[campaign_key, step_key]
+        return build(
+            self.config,
+            self.renderer,
+            self.tokens,
+            email=email,
+            public_id=public_id,
+            first_name=first_name,
+            symptoms=symptoms,
+            campaign=campaign,
+            step=step,
+            ref=ref,
+            date=self.clock(),
+            sign=self.sign,
+        ).envelope
+
+    @cached_property
+    def _steps(self) -> dict[tuple[str, str], tuple[Campaign, Step]]:
+        """Every (campaign, step) this config can send, by key: what a job names."""
+        found = {(c.key, s.key): (c, s) for c in self.config.campaigns for s in c.steps}
+        found.update(
+            {(n.campaign_key, n.key): (n.campaign, n.step) for n in self.config.newsletters}
+        )
+        return found
 
     def _send(self, chunk: list[Job]) -> None:
         """Claim built messages (one commit, with the outcomes so far) and hand them over."""
@@ -688,9 +716,14 @@ class Sender:
                 self.summary.errors += 1
         assert self.postman is not None
         for job in chunk:
-            if job.ref in claimed and job.envelope is not None and job.broken is None:
-                self._in_flight[job.ref] = job
+            if job.ref not in claimed or job.broken is not None:
+                continue
+            self._in_flight[job.ref] = job
+            if job.envelope is not None:
                 self.postman.hand(job, job.envelope)
+            else:  # the sending child builds it
+                assert isinstance(self.postman, ProcessPostman)
+                self.postman.hand(job, _build_values(job))
 
     def _pause(self, seconds: float) -> None:
         if self._in_flight:
@@ -764,6 +797,10 @@ class Sender:
             else:
                 self._finish(job, FAILED, now, error=str(error))
                 self._refused(error)
+        elif isinstance(error, BuildFailed):  # in the sending child: as in _send
+            self._finish(job, FAILED, now, error=f"could not build the email: {error}")
+            self.summary.failed += 1
+            self.summary.errors += 1
         else:  # a bug or a surprise: this message fails, the run goes on
             self._finish(job, FAILED, now, error=f"drip error: {type(error).__name__}: {error}")
             self.summary.failed += 1
@@ -912,22 +949,27 @@ def due_query(now: datetime) -> Select[Any]:
     )
 
 
-def count_due(engine: Engine, now: datetime) -> int:
-    """How many enrollments are due now (for a progress bar)."""
+def count_due(engine: Engine, config: Config, now: datetime) -> int:
+    """About how many emails are due now, series and newsletters (for a progress bar)."""
     with Session(engine) as session:
-        return (
-            session.scalar(
-                select(func.count())
-                .select_from(Enrollment)
-                .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-                .where(
-                    Enrollment.state == ENROLLED,
-                    Enrollment.next_due_at <= now,
-                    Subscriber.status == ACTIVE,
-                )
+        total = 0
+        series = session.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .where(
+                Enrollment.state == ENROLLED,
+                Enrollment.next_due_at <= now,
+                Subscriber.status == ACTIVE,
             )
-            or 0
         )
+        total += series or 0
+        for newsletter in newsletters.scheduled(session, config):
+            for zone_name, instant in newsletters.due_zones(session, config, newsletter, now):
+                eligible = newsletters.eligible(config, newsletter, zone_name, instant, now)
+                count = session.scalar(select(func.count()).select_from(eligible.subquery()))
+                total += count or 0
+        return total
 
 
 def sweep_in_doubt(session: Session, now: datetime, run_id: str = "") -> int:

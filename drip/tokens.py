@@ -15,9 +15,13 @@ showing anyone's answers. Unsubscribe links never expire.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from itsdangerous import (
     BadData,
@@ -26,6 +30,7 @@ from itsdangerous import (
     URLSafeSerializer,
     URLSafeTimedSerializer,
 )
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 UNSUBSCRIBE = "drip.unsubscribe"
 PREFERENCES = "drip.preferences"
@@ -52,28 +57,43 @@ class Tokens:
         # itsdangerous signs with the last key and verifies with any of them
         self._keys: list[str] = [*(k for k in old_secrets if k != secret), secret]
         self._signer: type[TimestampSigner] = TimestampSigner
-        self._makers: dict[str, Any] = {}  # a serializer per purpose, built once
+        self._now: Callable[[], float] = time.time
         if clock is not None:  # an injected clock stamps and ages links (tests, --now)
             now = clock
+            self._now = lambda: now().timestamp()
 
             class _ClockSigner(TimestampSigner):
                 def get_timestamp(self) -> int:
                     return int(now().timestamp())
 
             self._signer = _ClockSigner
+        # itsdangerous derives the signing key from the secret on every token (a
+        # SHA-1, a new Signer and HMAC objects): two links per email sent, so the
+        # derived keys are kept per purpose and `make` signs in one C call
+        self._derived: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"Tokens(<{len(self._keys)} keys masked>)"
 
     def make(self, purpose: str, public_id: str) -> str:
-        maker = self._makers.get(purpose)
-        if maker is None:  # built once per purpose: two links in every email sent
-            maker = self._makers[purpose] = (
-                URLSafeTimedSerializer(self._keys, salt=purpose, signer=self._signer)
-                if purpose in TIMED
-                else URLSafeSerializer(self._keys, salt=purpose)
-            )
-        return maker.dumps(public_id)
+        """Exactly what itsdangerous's URLSafe(Timed)Serializer(keys, salt=purpose)
+        .dumps(public_id) gives (tests/test_tokens.py compares them), faster."""
+        value = json.dumps(public_id, ensure_ascii=False, separators=(",", ":")).encode()
+        compressed = zlib.compress(value)
+        if len(compressed) < len(value) - 1:  # as itsdangerous: only when it pays
+            value = b"." + base64_encode(compressed)
+        else:
+            value = base64_encode(value)
+        if purpose in TIMED:
+            value += b"." + base64_encode(int_to_bytes(int(self._now())))
+        key = self._derived.get(purpose)
+        if key is None:  # itsdangerous's "django-concat" derivation, with the newest key
+            secret = self._keys[-1].encode("utf-8")
+            key = self._derived[purpose] = hashlib.sha1(
+                purpose.encode("utf-8") + b"signer" + secret
+            ).digest()
+        signature = base64_encode(hmac.digest(key, value, "sha1"))
+        return (value + b"." + signature).decode("ascii")
 
     def read(self, purpose: str, token: str, max_age: int = CONFIRM_MAX_AGE) -> str:
         """The public id inside `token`, or TokenError."""

@@ -22,6 +22,7 @@ from drip.message import build_message
 from drip.models import Delivery, Subscriber
 from drip.pacing import Pacer
 from drip.replies import Refusal, Stage, Verdict, classify, names_the_mailbox
+from drip.sender import BIG_RUN
 from drip.transport import Rate, SMTPSettings
 
 # -- the reply table, without a server ---------------------------------------------
@@ -221,3 +222,28 @@ def test_every_claim_is_recorded_before_the_run_ends(project, sink):
     with Session(engine) as session:
         statuses = Counter(session.scalars(select(Delivery.status)))
     assert statuses == {"sent": 50}
+
+
+def test_a_big_run_builds_in_the_sending_process_and_one_bad_message_fails_alone(project, sink):
+    """From BIG_RUN emails, the forked sending process renders too; a message it
+    cannot build fails alone with its reason, as in a small run (test_faults)."""
+    addresses = seed(project, BIG_RUN + 16)
+    engine = db.make_engine(project.database_url)
+    with engine.begin() as conn:  # e.g. an old row from before validation was strict
+        conn.execute(
+            update(Subscriber)
+            .where(Subscriber.email == addresses[5])
+            .values(email="jos\u00e9@exa mple.org")
+        )
+    project.env["DRIP_SMTP_URL"] = sink.url + "&connections=4"
+    result = project.run("send", "--now", NOW)
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    counts = summary(result.stdout)
+    assert counts["sent"] == BIG_RUN + 15 and counts["failed"] == 1
+    assert Counter(m.recipient for m in sink.received) == {
+        a: 1 for a in addresses if a != addresses[5]
+    }
+    with Session(engine) as session:
+        (error,) = session.scalars(select(Delivery.error).where(Delivery.status == "failed"))
+    assert error.startswith("could not build the email: ")

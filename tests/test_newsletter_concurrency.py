@@ -6,6 +6,7 @@ subscribers are in no series, so every email in the sink is the newsletter.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import Counter
@@ -102,3 +103,12 @@ def test_kill_9_mid_newsletter_then_rerun_never_twice(any_project, sink):
     again = any_project.run("send", "--now", "2026-06-03T15:00:00Z")
     assert summary(again.stdout)["sent"] == 0
     assert len(sink.received) == sum(per_recipient.values())
+
+
+def test_the_progress_bar_counts_the_newsletter_too(project, sink):
+    seed(project, 30)
+    project.env["DRIP_SMTP_URL"] = sink.url
+    _, text = project.run_on_terminal("send", "--now", NOW, timeout=60)
+    drawn = re.findall(r"(\d+)/(\d+) emails", text)
+    assert drawn and {total for _, total in drawn} == {"30"}, text  # known from the start
+    assert summary(text)["sent"] == 30
