@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -50,10 +51,49 @@ def records_for(
     return found
 
 
+@dataclass(slots=True)
+class EnrollmentRow:
+    """An enrollment as plain values: what the send loop plans with, no ORM object per row.
+
+    `refresh` and `apply_plan` change it like an Enrollment; `changed` says whether
+    it must be written back (claims.set_next takes `stored()`).
+    """
+
+    id: int
+    subscriber_id: int
+    campaign_key: str
+    started_at: datetime
+    state: str
+    next_step_key: str | None
+    next_due_at: datetime | None
+    leased_by: str | None = None  # read only when not another sender's (see refresh)
+    was: tuple[str, str | None, datetime | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.was = (self.state, self.next_step_key, self.next_due_at)
+
+    def stored(self) -> tuple[int, str, str | None, datetime | None]:
+        return (self.id, self.state, self.next_step_key, self.next_due_at)
+
+    def changed(self) -> bool:
+        return (self.state, self.next_step_key, self.next_due_at) != self.was
+
+
+ENROLLMENT_ROW = (  # EnrollmentRow's columns, in order
+    Enrollment.id,
+    Enrollment.subscriber_id,
+    Enrollment.campaign_key,
+    Enrollment.started_at,
+    Enrollment.state,
+    Enrollment.next_step_key,
+    Enrollment.next_due_at,
+)
+
+
 def refresh(
     session: Session,
     config: Config,
-    enrollment: Enrollment,
+    enrollment: Enrollment | EnrollmentRow,
     tz: ZoneInfo,
     records: dict[str, Record],
     now: datetime,
@@ -95,7 +135,7 @@ def refresh(
     return plan
 
 
-def apply_plan(enrollment: Enrollment, plan: Plan) -> None:
+def apply_plan(enrollment: Enrollment | EnrollmentRow, plan: Plan) -> None:
     if plan.blocked:
         enrollment.state = EnrollmentState.HELD
         enrollment.next_step_key, enrollment.next_due_at = None, None

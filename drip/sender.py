@@ -35,10 +35,22 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from . import audit, claims, enrollment, newsletters
@@ -59,6 +71,7 @@ from .models import (
     Subscriber,
     Suppression,
     Symptom,
+    UTCDateTime,
 )
 from .outgoing import build
 from .pacing import Pacer
@@ -141,6 +154,25 @@ class Summary:
         if self.stopped:
             text += f"; stopped early: {self.stopped}"
         return text
+
+
+class Recipient(NamedTuple):
+    """The few subscriber columns planning needs (no ORM object, no symptoms loaded twice)."""
+
+    id: int
+    email: str
+    public_id: str
+    first_name: str | None
+    timezone: str
+
+
+RECIPIENT = (  # Recipient's fields, in order
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.public_id,
+    Subscriber.first_name,
+    Subscriber.timezone,
+)
 
 
 @dataclass
@@ -292,7 +324,7 @@ class Sender:
                 return
             now = self.clock()
             query = (
-                select(Enrollment, Subscriber)
+                select(*enrollment.ENROLLMENT_ROW, *RECIPIENT)
                 .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
                 .where(
                     Enrollment.id.in_(due[start : start + size].tolist()),
@@ -306,16 +338,25 @@ class Sender:
                 # PostgreSQL: senders planning at the same moment take disjoint rows
                 .with_for_update(of=Enrollment, skip_locked=True)
             )
-            batch = [(e, s) for e, s in session.execute(query)]
+            split = len(enrollment.ENROLLMENT_ROW)
+            rows: list[tuple[Any, ...]] = [tuple(row) for row in session.execute(query)]
+            batch = [
+                (enrollment.EnrollmentRow(*row[:split]), Recipient(*row[split:])) for row in rows
+            ]
             if not batch:
                 continue
-            for enr, _ in batch:
-                enr.leased_by = self.run_id  # given back when its email is recorded
             jobs = self._plan_batch(session, batch, now)
-            planned = {job.enrollment_id for job in jobs}
-            for enr, _ in batch:
-                if enr.id not in planned:
-                    enr.leased_by = None  # nothing to send now: not ours any more
+            # what planning changed (skips recorded, steps waiting for their window),
+            # and the lease on the enrollments whose email goes now, in two statements
+            planned = [job.enrollment_id for job in jobs if job.enrollment_id is not None]
+            _store_plans(session, [enr for enr, _ in batch if enr.changed()])
+            if planned:
+                session.execute(
+                    update(Enrollment)
+                    .where(Enrollment.id.in_(planned))
+                    .values(leased_by=self.run_id)  # given back when its email is recorded
+                    .execution_options(synchronize_session=False)
+                )
             self._commit()  # skips and waiting steps, before anything is claimed
             session.expunge_all()  # keep memory flat however many are due
             yield jobs
@@ -333,7 +374,10 @@ class Sender:
         return min(self.batch_size, max(MIN_LEASE, LEASE_PER_IN_FLIGHT * self.max_in_flight))
 
     def _plan_batch(
-        self, session: Session, batch: list[tuple[Enrollment, Subscriber]], now: datetime
+        self,
+        session: Session,
+        batch: list[tuple[enrollment.EnrollmentRow, Recipient]],
+        now: datetime,
     ) -> list[Job]:
         sub_ids = {sub.id for _, sub in batch}
         records = enrollment.records_for(session, sub_ids)
@@ -372,8 +416,8 @@ class Sender:
     def _plan_one(
         self,
         session: Session,
-        enr: Enrollment,
-        sub: Subscriber,
+        enr: enrollment.EnrollmentRow,
+        sub: Recipient,
         symptoms: frozenset[str],
         records: dict[str, Record],
         last_mail: dict[str, datetime],
@@ -595,7 +639,7 @@ class Sender:
     def _skip(
         self,
         session: Session,
-        sub: Subscriber,
+        sub: Recipient,
         campaign: Campaign,
         step: Step,
         records: dict[str, Record],
@@ -847,6 +891,29 @@ class Sender:
         claims.set_next(self.session, self._next, self.run_id)
         claims.audit_many(self.session, self._audit)
         self._results, self._next, self._audit = [], [], []
+
+
+_STORE_PLAN = text(
+    """UPDATE enrollments SET state = :b_state, next_step_key = :b_step, next_due_at = :b_due
+    WHERE id = :b_id"""
+).bindparams(bindparam("b_due", type_=UTCDateTime()), bindparam("b_id", type_=Integer))
+
+
+def _store_plans(session: Session, rows: list[enrollment.EnrollmentRow]) -> None:
+    """Write back what planning changed in these enrollments (one batched statement)."""
+    if rows:
+        session.connection().execute(
+            _STORE_PLAN,
+            [
+                {
+                    "b_id": r.id,
+                    "b_state": r.state,
+                    "b_step": r.next_step_key,
+                    "b_due": r.next_due_at,
+                }
+                for r in rows
+            ],
+        )
 
 
 def _stored(plan: Plan) -> tuple[str, str | None, datetime | None]:
