@@ -893,9 +893,11 @@ class Sender:
         self._results, self._next, self._audit = [], [], []
 
 
+# only if nobody changed the row's state since it was read (on SQLite the web side
+# can commit between the planning read and this write): an unsubscribe stands
 _STORE_PLAN = text(
     """UPDATE enrollments SET state = :b_state, next_step_key = :b_step, next_due_at = :b_due
-    WHERE id = :b_id"""
+    WHERE id = :b_id AND state = :b_was"""
 ).bindparams(bindparam("b_due", type_=UTCDateTime()), bindparam("b_id", type_=Integer))
 
 
@@ -910,6 +912,7 @@ def _store_plans(session: Session, rows: list[enrollment.EnrollmentRow]) -> None
                     "b_state": r.state,
                     "b_step": r.next_step_key,
                     "b_due": r.next_due_at,
+                    "b_was": r.was[0],
                 }
                 for r in rows
             ],
