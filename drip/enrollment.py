@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .campaigns import Config
@@ -27,6 +27,17 @@ FINGERPRINT_KEY = "schedule_fingerprint"
 OPTED_OUT = EnrollmentState.OPTED_OUT  # the old name, imported by the web side
 
 
+_RECORDS = select(  # built once: a batch binds only its ids
+    Delivery.subscriber_id,
+    Delivery.campaign_key,
+    Delivery.step_key,
+    Delivery.status,
+    Delivery.updated_at,
+    Delivery.sent_at,
+    Delivery.next_attempt_at,
+).where(Delivery.subscriber_id.in_(bindparam("ids", expanding=True)))
+
+
 def records_for(
     session: Session, subscriber_ids: Iterable[int]
 ) -> dict[tuple[int, str], dict[str, Record]]:
@@ -35,17 +46,8 @@ def records_for(
     found: dict[tuple[int, str], dict[str, Record]] = defaultdict(dict)
     if not ids:
         return found
-    rows = session.execute(
-        select(
-            Delivery.subscriber_id,
-            Delivery.campaign_key,
-            Delivery.step_key,
-            Delivery.status,
-            Delivery.updated_at,
-            Delivery.sent_at,
-            Delivery.next_attempt_at,
-        ).where(Delivery.subscriber_id.in_(ids))
-    )
+    session.flush()  # read through the connection: rows added in this session count too
+    rows = session.connection().execute(_RECORDS, {"ids": ids})
     for sid, ckey, skey, status, updated, sent, retry in rows:
         found[(sid, ckey)][skey] = Record(status, sent or updated, retry)
     return found

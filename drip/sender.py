@@ -32,7 +32,7 @@ import secrets
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -172,6 +172,36 @@ RECIPIENT = (  # Recipient's fields, in order
     Subscriber.public_id,
     Subscriber.first_name,
     Subscriber.timezone,
+)
+
+# The planning reads and the lease, built once: each batch only binds its ids
+# (building an IN clause of 200 values cost more than running it).
+_NOW = bindparam("now", type_=UTCDateTime())
+_DUE_BATCH = (
+    select(*enrollment.ENROLLMENT_ROW, *RECIPIENT)
+    .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+    .where(
+        Enrollment.id.in_(bindparam("ids", expanding=True)),
+        Enrollment.state == ENROLLED,
+        Enrollment.next_due_at <= _NOW,
+        Enrollment.leased_by.is_(None),  # not another sender's, right now
+        Subscriber.status == ACTIVE,
+        or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= _NOW),
+    )
+    .order_by(Enrollment.id)
+    # PostgreSQL: senders planning at the same moment take disjoint rows
+    .with_for_update(of=Enrollment, skip_locked=True)
+)
+_LEASE = (
+    update(Enrollment)
+    .where(Enrollment.id.in_(bindparam("ids", expanding=True)))
+    .values(leased_by=bindparam("run"))
+)
+_SYMPTOMS = select(Symptom.subscriber_id, Symptom.key).where(
+    Symptom.subscriber_id.in_(bindparam("ids", expanding=True))
+)
+_SUPPRESSED = select(Suppression.address_hash).where(
+    Suppression.address_hash.in_(bindparam("hashes", expanding=True))
 )
 
 
@@ -323,23 +353,9 @@ class Sender:
                 self.summary.stopped = SUPERSEDED
                 return
             now = self.clock()
-            query = (
-                select(*enrollment.ENROLLMENT_ROW, *RECIPIENT)
-                .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-                .where(
-                    Enrollment.id.in_(due[start : start + size].tolist()),
-                    Enrollment.state == ENROLLED,
-                    Enrollment.next_due_at <= now,
-                    Enrollment.leased_by.is_(None),  # not another sender's, right now
-                    Subscriber.status == ACTIVE,
-                    or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
-                )
-                .order_by(Enrollment.id)
-                # PostgreSQL: senders planning at the same moment take disjoint rows
-                .with_for_update(of=Enrollment, skip_locked=True)
-            )
+            ids = due[start : start + size].tolist()
+            rows: Iterable[Any] = session.connection().execute(_DUE_BATCH, {"ids": ids, "now": now})
             split = len(enrollment.ENROLLMENT_ROW)
-            rows: list[tuple[Any, ...]] = [tuple(row) for row in session.execute(query)]
             batch = [
                 (enrollment.EnrollmentRow(*row[:split]), Recipient(*row[split:])) for row in rows
             ]
@@ -350,13 +366,8 @@ class Sender:
             # and the lease on the enrollments whose email goes now, in two statements
             planned = [job.enrollment_id for job in jobs if job.enrollment_id is not None]
             _store_plans(session, [enr for enr, _ in batch if enr.changed()])
-            if planned:
-                session.execute(
-                    update(Enrollment)
-                    .where(Enrollment.id.in_(planned))
-                    .values(leased_by=self.run_id)  # given back when its email is recorded
-                    .execution_options(synchronize_session=False)
-                )
+            if planned:  # given back when its email is recorded
+                session.connection().execute(_LEASE, {"ids": planned, "run": self.run_id})
             self._commit()  # skips and waiting steps, before anything is claimed
             session.expunge_all()  # keep memory flat however many are due
             yield jobs
@@ -382,18 +393,12 @@ class Sender:
         sub_ids = {sub.id for _, sub in batch}
         records = enrollment.records_for(session, sub_ids)
         symptoms: dict[int, set[str]] = {sid: set() for sid in sub_ids}
-        for sid, key in session.execute(
-            select(Symptom.subscriber_id, Symptom.key).where(Symptom.subscriber_id.in_(sub_ids))
-        ):
+        reads = session.connection()
+        for sid, key in reads.execute(_SYMPTOMS, {"ids": list(sub_ids)}):
             symptoms[sid].add(key)
         hashes = {sub.id: address_hash(sub.email) for _, sub in batch}
-        suppressed = set(
-            session.scalars(
-                select(Suppression.address_hash).where(
-                    Suppression.address_hash.in_(hashes.values())
-                )
-            )
-        )
+        found = reads.execute(_SUPPRESSED, {"hashes": list(hashes.values())})
+        suppressed = {h for (h,) in found}
         last_mail = self._last_mail(records)
         jobs = []
         for enr, sub in batch:
