@@ -11,10 +11,11 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .campaigns import Config
@@ -26,6 +27,17 @@ FINGERPRINT_KEY = "schedule_fingerprint"
 OPTED_OUT = EnrollmentState.OPTED_OUT  # the old name, imported by the web side
 
 
+_RECORDS = select(  # built once: a batch binds only its ids
+    Delivery.subscriber_id,
+    Delivery.campaign_key,
+    Delivery.step_key,
+    Delivery.status,
+    Delivery.updated_at,
+    Delivery.sent_at,
+    Delivery.next_attempt_at,
+).where(Delivery.subscriber_id.in_(bindparam("ids", expanding=True)))
+
+
 def records_for(
     session: Session, subscriber_ids: Iterable[int]
 ) -> dict[tuple[int, str], dict[str, Record]]:
@@ -34,26 +46,56 @@ def records_for(
     found: dict[tuple[int, str], dict[str, Record]] = defaultdict(dict)
     if not ids:
         return found
-    rows = session.execute(
-        select(
-            Delivery.subscriber_id,
-            Delivery.campaign_key,
-            Delivery.step_key,
-            Delivery.status,
-            Delivery.updated_at,
-            Delivery.sent_at,
-            Delivery.next_attempt_at,
-        ).where(Delivery.subscriber_id.in_(ids))
-    )
+    session.flush()  # read through the connection: rows added in this session count too
+    rows = session.connection().execute(_RECORDS, {"ids": ids})
     for sid, ckey, skey, status, updated, sent, retry in rows:
         found[(sid, ckey)][skey] = Record(status, sent or updated, retry)
     return found
 
 
+@dataclass(slots=True)
+class EnrollmentRow:
+    """An enrollment as plain values: what the send loop plans with, no ORM object per row.
+
+    `refresh` and `apply_plan` change it like an Enrollment; `changed` says whether
+    it must be written back (claims.set_next takes `stored()`).
+    """
+
+    id: int
+    subscriber_id: int
+    campaign_key: str
+    started_at: datetime
+    state: str
+    next_step_key: str | None
+    next_due_at: datetime | None
+    leased_by: str | None = None  # read only when not another sender's (see refresh)
+    was: tuple[str, str | None, datetime | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.was = (self.state, self.next_step_key, self.next_due_at)
+
+    def stored(self) -> tuple[int, str, str | None, datetime | None]:
+        return (self.id, self.state, self.next_step_key, self.next_due_at)
+
+    def changed(self) -> bool:
+        return (self.state, self.next_step_key, self.next_due_at) != self.was
+
+
+ENROLLMENT_ROW = (  # EnrollmentRow's columns, in order
+    Enrollment.id,
+    Enrollment.subscriber_id,
+    Enrollment.campaign_key,
+    Enrollment.started_at,
+    Enrollment.state,
+    Enrollment.next_step_key,
+    Enrollment.next_due_at,
+)
+
+
 def refresh(
     session: Session,
     config: Config,
-    enrollment: Enrollment,
+    enrollment: Enrollment | EnrollmentRow,
     tz: ZoneInfo,
     records: dict[str, Record],
     now: datetime,
@@ -95,7 +137,7 @@ def refresh(
     return plan
 
 
-def apply_plan(enrollment: Enrollment, plan: Plan) -> None:
+def apply_plan(enrollment: Enrollment | EnrollmentRow, plan: Plan) -> None:
     if plan.blocked:
         enrollment.state = EnrollmentState.HELD
         enrollment.next_step_key, enrollment.next_due_at = None, None

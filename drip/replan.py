@@ -290,13 +290,15 @@ def openings(window: SendWindow, tz: ZoneInfo, first: date, last: date) -> Openi
     day = first
     while day <= last:
         if day.weekday() in window.weekdays:
-            opens.append(datetime.combine(day, time(window.start_hour), tz).astimezone(UTC))
+            start = datetime.combine(day, time(window.start_hour), tz).astimezone(UTC)
             end = (
                 datetime.combine(day + timedelta(days=1), time(0), tz)
                 if window.end_hour == 24
                 else datetime.combine(day, time(window.end_hour), tz)
-            )
-            closes.append(end.astimezone(UTC))
+            ).astimezone(UTC)
+            if start < end:  # a clock change can skip every hour of it that day
+                opens.append(start)
+                closes.append(end)
         day += timedelta(days=1)
     return Openings(opens, closes)
 
