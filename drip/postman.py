@@ -16,7 +16,7 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -65,8 +65,10 @@ class Postman(Generic[T]):
         for thread in self._threads:
             thread.start()
 
-    def hand(self, item: T, envelope: Envelope) -> None:
-        self._inbox.put((item, envelope))
+    def hand(self, batch: Sequence[tuple[T, Envelope]]) -> None:
+        """Queue (item, envelope) pairs for the connections."""
+        for pair in batch:
+            self._inbox.put(pair)
 
     def outcomes(self, wait: float | None = 0) -> list[Outcome[T]]:
         """Every outcome ready now; with `wait`, first block up to that many seconds
@@ -152,21 +154,27 @@ class ProcessPostman(Generic[T]):
         self._items: dict[int, T] = {}
         self._next = 0
 
-    def hand(self, item: T, work: Any) -> None:
-        """`work`: the Envelope, or with `build`, what the child builds it from."""
-        self._next += 1
-        self._items[self._next] = item
-        if self.build is None:
-            work = (work.sender, work.recipient, work.data)
-        self._tasks.send((self._next, work))
+    def hand(self, batch: Sequence[tuple[T, Any]]) -> None:
+        """(item, work) pairs, in one write to the child (a pipe write wakes it: one
+        per batch, not per message). `work`: the Envelope, or with `build`, what the
+        child builds it from."""
+        tasks = []
+        for item, work in batch:
+            self._next += 1
+            self._items[self._next] = item
+            if self.build is None:
+                work = (work.sender, work.recipient, work.data)
+            tasks.append((self._next, work))
+        if tasks:
+            self._tasks.send(tasks)
 
     def outcomes(self, wait: float | None = 0) -> list[Outcome[T]]:
         found: list[Outcome[T]] = []
         if not self._results.poll(wait):
             return found
         while True:
-            key, error = self._results.recv()
-            found.append(Outcome(self._items.pop(key), _revive(error)))
+            for key, error in self._results.recv():
+                found.append(Outcome(self._items.pop(key), _revive(error)))
             if not self._results.poll(0):
                 return found
 
@@ -208,13 +216,15 @@ def _child(
     postman: Postman[int] = Postman(transport, workers)
     lock = threading.Lock()
 
-    def forward() -> None:  # outcomes back to the parent as they come
+    def forward() -> None:  # outcomes back to the parent as they come, those ready together
         while True:
-            for outcome in postman.outcomes(None):
-                if outcome.item == 0:
-                    return
+            found = postman.outcomes(None)
+            done = [(o.item, _flatten(o.error)) for o in found if o.item != 0]
+            if done:
                 with lock:
-                    results.send((outcome.item, _flatten(outcome.error)))
+                    results.send(done)
+            if len(done) < len(found):
+                return
 
     forwarder = threading.Thread(target=forward, daemon=True)
     forwarder.start()
@@ -225,17 +235,17 @@ def _child(
             os._exit(0)  # the parent is gone: stop at once, send nothing more
         if task is None:
             break
-        key, work = task
-        if build is None:
-            postman.hand(key, Envelope(*work))
-            continue
-        try:
-            envelope = build(work)
-        except Exception as exc:  # this message fails alone, with its reason
-            with lock:
-                results.send((key, ("build", str(exc) or type(exc).__name__, None)))
-            continue
-        postman.hand(key, envelope)
+        for key, work in task:
+            if build is None:
+                postman.hand([(key, Envelope(*work))])
+                continue
+            try:
+                envelope = build(work)
+            except Exception as exc:  # this message fails alone, with its reason
+                with lock:
+                    results.send([(key, ("build", str(exc) or type(exc).__name__, None))])
+                continue
+            postman.hand([(key, envelope)])  # at once: the connections work while we build
     postman.stop()
     postman._outcomes.put(Outcome(0, None))  # let the forwarder finish
     forwarder.join()

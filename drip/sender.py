@@ -784,15 +784,13 @@ class Sender:
                 self.summary.failed += 1
                 self.summary.errors += 1
         assert self.postman is not None
-        for job in chunk:
-            if job.ref not in claimed or job.broken is not None:
-                continue
+        handed = [job for job in chunk if job.ref in claimed and job.broken is None]
+        for job in handed:
             self._in_flight[job.ref] = job
-            if job.envelope is not None:
-                self.postman.hand(job, job.envelope)
-            else:  # the sending child builds it
-                assert isinstance(self.postman, ProcessPostman)
-                self.postman.hand(job, _build_values(job))
+        if isinstance(self.postman, ProcessPostman) and self.postman.build is not None:
+            self.postman.hand([(job, _build_values(job)) for job in handed])  # it builds
+        else:
+            self.postman.hand([(job, job.envelope) for job in handed if job.envelope])
 
     def _pause(self, seconds: float) -> None:
         if self._in_flight:
