@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select, update
@@ -60,10 +60,7 @@ from .models import (
     Suppression,
     Symptom,
 )
-from .outgoing import build
 from .pacing import Pacer
-from .postman import Outcome, Postman, ProcessPostman, make_postman
-from .render import Renderer
 from .schedule import (
     CLAIMED,
     DEFERRED,
@@ -88,6 +85,10 @@ from .transport import (
     connections_of,
     rate_of,
 )
+
+if TYPE_CHECKING:  # loaded when a message is built or sent, not by an idle run
+    from .postman import Outcome, Postman, ProcessPostman
+    from .render import Renderer
 
 MAX_ATTEMPTS = 6  # temporary failures: retried after 5m, 10m, 20m, 40m, 80m, then failed
 FIRST_RETRY = timedelta(minutes=5)
@@ -189,7 +190,7 @@ class Sender:
     ):
         self.config, self.engine, self.transport, self.tokens = config, engine, transport, tokens
         self.clock, self.dry_run, self.limit, self.batch_size = clock, dry_run, limit, batch_size
-        self.renderer = renderer or Renderer(config.templates_dir)
+        self._renderer = renderer  # made on first use: an idle run renders nothing
         self.actor = actor
         self.progress = progress
         self.sign = sign  # DKIM (drip/dkim.py), applied to each message's final bytes
@@ -213,6 +214,14 @@ class Sender:
         # subscriber id -> when this run planned them a non-urgent email (min_gap)
         self._recent: dict[int, datetime] = {}
         self._urgent = config.urgent_keys()
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            from .render import Renderer  # Jinja and MJML, only once a message is built
+
+            self._renderer = Renderer(self.config.templates_dir)
+        return self._renderer
 
     # -- the run ---------------------------------------------------------------------
 
@@ -598,6 +607,8 @@ class Sender:
 
     def _dispatch(self, jobs: list[Job]) -> None:
         if self.postman is None and self.transport is not None and not self.dry_run and jobs:
+            from .postman import make_postman  # threads and processes: only with mail to send
+
             # a big run sends from a child process, so SMTP gets the second core
             self.postman = make_postman(
                 self.transport,
@@ -633,6 +644,8 @@ class Sender:
 
     def _build(self, job: Job) -> None:
         """Render and compose one message; a failure is kept with the job, not raised."""
+        from .outgoing import build  # Jinja, MJML and MIME: not loaded by an idle run
+
         try:
             job.envelope = build(
                 self.config,
