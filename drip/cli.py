@@ -306,6 +306,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     except (TransportUnavailable, ValueError) as exc:
         fail(str(exc))
     config = app.config
+    # the database layer, once the settings and campaigns.toml are known to be good
     from .locking import LockBusy, SendLock
     from .preflight import passed_before, preflight
     from .progress import Progress
