@@ -12,7 +12,7 @@ that process's own):
      next); the time from the first due query to the last planned job;
   2. re-plan after an edit (a delay changed) at REPLAN and at BIG subscribers;
   3. `drip send` with nothing due: wall time and the process's own CPU time,
-     next to a bare `python -c pass`.
+     next to a bare `python -c pass` (medians, measured by bench_idle.py).
 Nothing here is a pass/fail test: the machine may be shared, so compare ratios.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -166,36 +165,18 @@ def run_child(kind: str, folder: Path, *extra: str) -> dict[str, float]:
 
 
 def idle_send(folder: Path) -> dict[str, float]:
-    """`drip send` with nothing due (after one run that did the work): wall and CPU."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DRIP_CONFIG": str(folder / "campaigns.toml"),
-        "DRIP_SECRET_KEY": "bench-secret-0123456789",
-        "DRIP_OUTBOX": str(folder / "outbox"),
-    }
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed drip has its bytecode cached
+    """`drip send` with nothing due (after one run that did the work): bench_idle.py's runs."""
+    from bench_idle import measure
 
-    def once(args: list[str]) -> tuple[float, float, int]:
-        start = time.perf_counter()
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, args
-        return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
-
-    send = [sys.executable, "-m", "drip", "send", "--now", (NOW + timedelta(hours=1)).isoformat()]
-    once(send)  # pre-flight check, bytecode
-    runs = [once(send) for _ in range(5)]
-    bare = [once([sys.executable, "-c", "pass"]) for _ in range(5)]
-    helps = [once([sys.executable, "-m", "drip", "--help"]) for _ in range(3)]
-    best = min(runs)
+    timings = measure(folder, runs=5)
+    send, bare = timings["send"], timings["bare"]
     return {
-        "wall": best[0],
-        "cpu": min(r[1] for r in runs),
-        "rss_mb": max(r[2] for r in runs) / 1024,
-        "bare_wall": min(b[0] for b in bare),
-        "bare_cpu": min(b[1] for b in bare),
-        "help_wall": min(h[0] for h in helps),
+        "wall": send.wall,
+        "cpu": send.cpu,
+        "rss_mb": send.rss_mb,
+        "bare_wall": bare.wall,
+        "bare_cpu": bare.cpu,
+        "help_wall": timings["help"].wall,
     }
 
 

@@ -1,4 +1,10 @@
-"""The `drip` command: a thin shell over the library (each command is a few calls)."""
+"""The `drip` command: a thin shell over the library (each command is a few calls).
+
+Each command imports the library modules it calls inside its own body: `drip
+--help` and a missing setting answer before SQLAlchemy is loaded, and cron's
+`drip send` with nothing due loads no Jinja, MJML or MIME code
+(tests/test_cron_path.py).
+"""
 
 from __future__ import annotations
 
@@ -9,29 +15,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from . import audit, db, dberrors, deliveries, enrollment, rights, subscribers
-from . import stats as numbers
 from .clock import parse_now
 from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
-from .locking import LockBusy, SendLock
-from .models import Enrollment, Subscriber
-from .preflight import preflight
 from .preview_cli import preview_options, say_if_never_sent, show_preview
-from .progress import Progress
-from .render import Renderer, TemplateProblem
-from .sender import Sender, Summary, count_due
 from .settings import Settings, SettingsError
-from .states import SubscriberStatus
-from .tokens import Tokens
-from .transport import TransportUnavailable, transport_from_settings
+from .states import Resolution, SubscriberStatus
 from .words import plural
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+    from .sender import Summary
+    from .tokens import Tokens
 
 
 class App:
@@ -49,6 +49,8 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
+        from . import db
+
         engine = db.make_engine(self.settings.database_url)
         try:
             db.ensure_schema(engine)
@@ -56,8 +58,16 @@ class App:
             fail(str(exc))
         return engine
 
+    def session(self, **options: Any) -> Session:
+        """A new ORM session on the database (the caller closes it: `with`)."""
+        from sqlalchemy.orm import Session
+
+        return Session(self.engine, **options)
+
     @cached_property
     def tokens(self) -> Tokens:
+        from .tokens import Tokens
+
         try:
             return Tokens(self.settings.require_secret(), self.settings.old_secret_keys)
         except SettingsError as exc:
@@ -77,7 +87,7 @@ class App:
 
 
 # html and text previews without DRIP_SECRET_KEY: links that look real and work nowhere
-PREVIEW_TOKENS = Tokens("preview-only-links-are-not-valid")
+PREVIEW_SECRET = "preview-only-links-are-not-valid"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -95,11 +105,19 @@ class DripGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except SQLAlchemyError as exc:
+        except OSError as exc:
+            from . import dberrors
+
+            fail(dberrors.describe_os_error(exc), dberrors.EXIT_DATABASE)
+        except Exception as exc:
+            # a command that never loaded SQLAlchemy cannot have a database error
+            errors = sys.modules.get("sqlalchemy.exc")
+            if errors is None or not isinstance(exc, errors.SQLAlchemyError):
+                raise
+            from . import dberrors
+
             url = ctx.obj.settings.database_url if isinstance(ctx.obj, App) else ""
             fail(dberrors.describe(exc, url), dberrors.EXIT_DATABASE)
-        except OSError as exc:
-            fail(dberrors.describe_os_error(exc), dberrors.EXIT_DATABASE)
 
 
 @click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,7 +207,10 @@ def preview(
 ) -> None:
     """Show one step as a patient would get it; `--format eml` gives the exact message
     `drip send` would send (headers, one-click unsubscribe and signed links included)."""
+    from . import subscribers
     from .outgoing import build
+    from .render import Renderer, TemplateProblem
+    from .tokens import Tokens
 
     config = app.config
     try:
@@ -199,11 +220,11 @@ def preview(
         known = ", ".join(f"{c.key}/{s.key}" for c in config.campaigns for s in c.steps)
         fail(f"no step {campaign}/{step}; known: {known}")
     # eml is the real message, so its links are signed with the real key
-    tokens = app.tokens if fmt == "eml" or app.settings.secret_key else PREVIEW_TOKENS
+    tokens = app.tokens if fmt == "eml" or app.settings.secret_key else Tokens(PREVIEW_SECRET)
     address, public_id, first_name = "patient@example.org", "0" * 32, name or None
     try:
         if subscriber_email:
-            with Session(app.engine) as session:
+            with app.session() as session:
                 sub = subscribers.find(session, subscriber_email)
                 if sub is None:
                     fail(f"no subscriber {subscriber_email}")
@@ -250,14 +271,10 @@ def preview(
 @click.pass_obj
 def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait: float) -> None:
     """Send every email that is due. Safe to run from cron every few minutes."""
+    from .transport import TransportUnavailable, transport_from_settings
+
     now = parse_now(now_text)
-    config = app.config
-    # the same renders and gates as `drip check`, less the slow reading grade, when
-    # the files changed since they last passed; the sender reuses the renderer
-    renderer = Renderer(config.templates_dir)
-    problems = preflight(config, app.engine, renderer)
-    if problems:
-        report_problems(problems, "see `drip check`; nothing was sent")
+    tokens = app.tokens  # settings first: a missing key is one line, before any work
     try:
         transport = (
             None
@@ -266,6 +283,24 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
         )
     except (TransportUnavailable, ValueError) as exc:
         fail(str(exc))
+    config = app.config
+    # the database layer, once the settings and campaigns.toml are known to be good
+    from .locking import LockBusy, SendLock
+    from .preflight import passed_before, preflight
+    from .progress import Progress
+    from .sender import Sender, count_due
+
+    # the same renders and gates as `drip check`, less the slow reading grade, when
+    # the files changed since they last passed; the sender reuses the check's renderer.
+    # Unchanged files (cron's usual case) cost a hash: no renderer is even made
+    renderer = None
+    if not passed_before(config, app.engine):
+        from .render import Renderer
+
+        renderer = Renderer(config.templates_dir)
+        problems = preflight(config, app.engine, renderer)
+        if problems:
+            report_problems(problems, "see `drip check`; nothing was sent")
     if not dry_run:
         send_queued_mail(app, now)
     clock = clock_for(now)
@@ -281,7 +316,7 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
                 config,
                 app.engine,
                 transport,
-                app.tokens,
+                tokens,
                 clock=clock,
                 renderer=renderer,
                 dry_run=dry_run,
@@ -319,7 +354,9 @@ def send_queued_mail(app: App, now: datetime | None) -> None:
     Separate from the Sender: its own transport and claims (drip/mailqueue.py),
     no send lock needed, so a `drip serve` worker and cron can both drain it.
     """
+    from . import rights
     from .mailqueue import LimitsError, MailLimits, deliver_queued
+    from .transport import TransportUnavailable, transport_from_settings
 
     try:
         limits = MailLimits.from_env()
@@ -333,7 +370,7 @@ def send_queued_mail(app: App, now: datetime | None) -> None:
     if counts.sent or counts.failed or counts.waiting or counts.in_doubt_new or counts.stopped:
         click.echo(f"drip send: queued emails: {counts.line()}")
     # [privacy] keep_after_unsubscribe: answers and names of people who left
-    with Session(app.engine) as session:
+    with app.session() as session:
         moment = now or datetime.now(UTC)
         retired = rights.purge_expired(session, app.config, moment, "drip send")
         session.commit()
@@ -371,9 +408,11 @@ def subscribers_add(
     now_text: str | None,
 ) -> None:
     """Add one subscriber with their symptoms."""
+    from . import enrollment, subscribers
+
     now = parse_now(now_text) or datetime.now(UTC)
     config = app.config
-    with Session(app.engine, expire_on_commit=False) as session:
+    with app.session(expire_on_commit=False) as session:
         try:
             sub = subscribers.create(
                 session,
@@ -402,7 +441,12 @@ def subscribers_add(
 @click.pass_obj
 def subscribers_list(app: App, status: str | None) -> None:
     """One line per subscriber: email, status, symptoms."""
-    with Session(app.engine) as session:
+    from sqlalchemy import select
+
+    from . import audit
+    from .models import Subscriber
+
+    with app.session() as session:
         query = select(Subscriber).order_by(Subscriber.id)
         if status:
             query = query.where(Subscriber.status == status)
@@ -421,7 +465,12 @@ def subscribers_list(app: App, status: str | None) -> None:
 @click.pass_obj
 def subscribers_show(app: App, email: str) -> None:
     """Everything drip holds about one subscriber, consent record included."""
-    with Session(app.engine) as session:
+    from sqlalchemy import select
+
+    from . import subscribers
+    from .models import Enrollment
+
+    with app.session() as session:
         try:
             sub = subscribers.find(session, email)
         except subscribers.InvalidSubscriber as exc:
@@ -529,12 +578,14 @@ def subscribers_export(
 ) -> None:
     """Everything drip holds about one person as JSON (a data access request), or
     every subscriber as CSV or JSON lines (--all). Audited."""
+    from . import rights, subscribers
+
     if bool(email) == everyone:
         fail("give one EMAIL, or --all (not both)")
     now = datetime.now(UTC)
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
-        with Session(app.engine) as session:
+        with app.session() as session:
             if email:
                 if fmt not in (None, "json"):
                     fail("one person's data is exported as JSON (--format json)")
@@ -560,11 +611,13 @@ def subscribers_export(
 def write_rows(out: Any, rows: Any, fmt: str) -> None:
     import csv
 
+    from .rights import EXPORT_COLUMNS
+
     if fmt == "jsonl":
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         return
-    writer = csv.DictWriter(out, fieldnames=rights.EXPORT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
 
@@ -575,7 +628,9 @@ def write_rows(out: Any, rows: Any, fmt: str) -> None:
 @click.pass_obj
 def subscribers_erase(app: App, email: str, yes: bool) -> None:
     """Delete everything about one person (a right-to-erasure request)."""
-    with Session(app.engine) as session:
+    from . import rights, subscribers
+
+    with app.session() as session:
         try:
             if subscribers.find(session, email) is None:
                 fail(f"no subscriber {email}")
@@ -605,8 +660,10 @@ def subscribers_erase(app: App, email: str, yes: bool) -> None:
 @click.pass_obj
 def subscribers_unsubscribe(app: App, email: str, now_text: str | None) -> None:
     """Unsubscribe someone who asked by phone or letter."""
+    from . import rights, subscribers
+
     now = parse_now(now_text) or datetime.now(UTC)
-    with Session(app.engine) as session:
+    with app.session() as session:
         try:
             result = rights.unsubscribe(session, app.config, email, now, "cli", "request")
         except rights.NotFound:
@@ -626,7 +683,7 @@ def subscribers_unsubscribe(app: App, email: str, now_text: str | None) -> None:
 @click.option(
     "--as",
     "resolution",
-    type=click.Choice([r.value for r in deliveries.Resolution]),
+    type=click.Choice([r.value for r in Resolution]),
     help="With --resolve: it did arrive (sent) or send it again (resend).",
 )
 @click.option("--limit", default=50, show_default=True)
@@ -635,7 +692,9 @@ def deliveries_cmd(
     app: App, in_doubt: bool, resolve: str | None, resolution: str | None, limit: int
 ) -> None:
     """List recent deliveries, or resolve an in-doubt one."""
-    with Session(app.engine) as session:
+    from . import audit, deliveries
+
+    with app.session() as session:
         if resolve:
             if not resolution:
                 fail("--resolve needs --as sent or --as resend")
@@ -644,7 +703,7 @@ def deliveries_cmd(
                     session,
                     app.config,
                     resolve,
-                    deliveries.Resolution(resolution),
+                    Resolution(resolution),
                     datetime.now(UTC),
                 )
             except deliveries.NotInDoubt as exc:
@@ -669,9 +728,10 @@ def deliveries_cmd(
 @click.pass_obj
 def stats(app: App, as_json: bool) -> None:
     """Plain numbers: subscribers by status, emails by campaign, step and status."""
+    from . import stats as numbers
     from .deliverability import rates_lines
 
-    with Session(app.engine) as session:
+    with app.session() as session:
         found = numbers.gather(session, app.config)
     if as_json:
         click.echo(json.dumps(found.as_json(), indent=2))
@@ -702,6 +762,8 @@ def db_group() -> None:
 @click.pass_obj
 def db_upgrade(app: App) -> None:
     """Apply pending migrations (also done automatically on first use)."""
+    from . import db
+
     engine = db.make_engine(app.settings.database_url)
     db.upgrade(engine)
     click.echo(f"database at revision {db.current_revision(engine)}")
@@ -712,7 +774,9 @@ def db_upgrade(app: App) -> None:
 @click.pass_obj
 def audit_log(app: App, limit: int) -> None:
     """The newest audit log entries."""
-    with Session(app.engine) as session:
+    from . import audit
+
+    with app.session() as session:
         for shown in audit.newest(session, limit):
             entry = shown.entry
             click.echo(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,12 +16,7 @@ from sqlalchemy.orm import Session
 from . import audit, enrollment
 from .campaigns import Config
 from .models import Delivery, Subscriber
-from .states import DeliveryStatus
-
-
-class Resolution(StrEnum):
-    SENT = "sent"  # it did arrive: record it as sent, the campaign moves on
-    RESEND = "resend"  # it did not: forget the attempt, the next run sends it again
+from .states import DeliveryStatus, Resolution
 
 
 class NotInDoubt(LookupError):

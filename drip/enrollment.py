@@ -237,11 +237,11 @@ def replan_if_changed(session: Session, config: Config, now: datetime) -> int:
     Set-based in SQL (drip/replan.py). Returns how many subscribers were
     re-planned (0 when nothing changed).
     """
-    from .replan import can_replan_in_sql, replan_all
-
     fingerprint = config.schedule_fingerprint()
     if stored_fingerprint(session) == fingerprint:
-        return 0
+        return 0  # cron's usual case: drip/replan.py is not even loaded
+    from .replan import can_replan_in_sql, replan_all
+
     if can_replan_in_sql(session, config):
         count = replan_all(session, config, now)
     else:

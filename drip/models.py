@@ -8,6 +8,8 @@ each step sent, skipped or failed for them is one Delivery row, unique on
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -25,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from .states import DeliveryStatus, EnrollmentState, StateColumn, SubscriberStatus
+from .states import DeliveryStatus, EnrollmentState, SubscriberStatus
 
 # The old names, still imported across drip: each is a member of its own enum now,
 # so an enrollment's ENROLLED and a subscriber's ACTIVE no longer mix by accident.
@@ -55,6 +57,23 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class StateColumn(TypeDecorator[StrEnum]):
+    """A String(16) column read back as `enum`; writing an unknown value is an error."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.enum = enum
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: object) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 NAMING = {

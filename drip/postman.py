@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
-from .message import Envelope
+from .message import BuildFailed, Envelope
 from .replies import Refusal
 from .transport import (
     DeliveryError,
@@ -37,13 +37,6 @@ from .transport import (
 
 T = TypeVar("T")
 _STOP = object()
-
-
-class BuildFailed(Exception):
-    """The message could not be rendered or composed where it was to be sent from."""
-
-    def __init__(self, message: str, code: int | None = None):
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

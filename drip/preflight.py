@@ -4,7 +4,8 @@
 every answer set of every email takes a second or two, which cron would pay
 every few minutes for nothing: so the verdict is remembered in the database
 with a fingerprint of campaigns.toml, every template file and drip's version,
-and the check runs again only when that fingerprint changes.
+and the check runs again only when that fingerprint changes. The renderer (Jinja,
+MJML) is loaded only then: an idle cron run pays for a hash and one row.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .models import Meta
-from .render import Renderer
+
+if TYPE_CHECKING:
+    from .render import Renderer
 
 VERDICT_KEY = "preflight_passed"
 
@@ -36,12 +40,26 @@ def fingerprint(config: Config) -> str:
     return digest.hexdigest()
 
 
-def preflight(config: Config, engine: Engine, renderer: Renderer) -> list[str]:
-    """The problems that must stop this run; [] when the same files passed before."""
+def passed_before(config: Config, engine: Engine) -> bool:
+    """Did these very files, with this drip, pass the check already? (no rendering)"""
+    with Session(engine) as session:
+        return _passed(session, fingerprint(config))
+
+
+def _passed(session: Session, print_: str) -> bool:
+    passed = session.get(Meta, VERDICT_KEY)
+    return passed is not None and passed.value == print_
+
+
+def preflight(config: Config, engine: Engine, renderer: Renderer | None = None) -> list[str]:
+    """The problems that must stop this run; [] when the same files passed before.
+
+    `renderer` is the one the run goes on with, so each template compiles once;
+    without it, the check makes its own (only when it has to run).
+    """
     print_ = fingerprint(config)
     with Session(engine) as session:
-        passed = session.get(Meta, VERDICT_KEY)
-        if passed is not None and passed.value == print_:
+        if _passed(session, print_):
             return []
         from .checks import check_config  # only when something changed: it is not small
 

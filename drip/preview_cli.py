@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from .outgoing import Outgoing
 from .rules import Rule
+
+if TYPE_CHECKING:  # the CLI imports this module; Jinja and MJML only when previewing
+    from .outgoing import Outgoing
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -58,7 +58,7 @@ from . import audit, claims, enrollment, newsletters
 from .claims import Claim, Result
 from .config import Campaign, Config, ConfigError, Newsletter, Step, load_config
 from .locking import dead_runs, take_chores
-from .message import Envelope, make_message_id
+from .message import BuildFailed, Envelope, make_message_id
 from .models import (
     ACTIVE,
     BOUNCED,
@@ -74,10 +74,7 @@ from .models import (
     Symptom,
     UTCDateTime,
 )
-from .outgoing import build
 from .pacing import Pacer
-from .postman import BuildFailed, Outcome, Postman, ProcessPostman, make_postman
-from .render import Renderer
 from .schedule import (
     CLAIMED,
     DEFERRED,
@@ -102,6 +99,10 @@ from .transport import (
     connections_of,
     rate_of,
 )
+
+if TYPE_CHECKING:  # loaded when a message is built or sent, not by an idle run
+    from .postman import Outcome, Postman, ProcessPostman
+    from .render import Renderer
 
 MAX_ATTEMPTS = 6  # temporary failures: retried after 5m, 10m, 20m, 40m, 80m, then failed
 FIRST_RETRY = timedelta(minutes=5)
@@ -270,7 +271,7 @@ class Sender:
     ):
         self.config, self.engine, self.transport, self.tokens = config, engine, transport, tokens
         self.clock, self.dry_run, self.limit, self.batch_size = clock, dry_run, limit, batch_size
-        self.renderer = renderer or Renderer(config.templates_dir)
+        self._renderer = renderer  # made on first use: an idle run renders nothing
         self.actor = actor
         self.progress = progress
         self.sign = sign  # DKIM (drip/dkim.py), applied to each message's final bytes
@@ -295,6 +296,14 @@ class Sender:
         # subscriber id -> when this run planned them a non-urgent email (min_gap)
         self._recent: dict[int, datetime] = {}
         self._urgent = config.urgent_keys()
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            from .render import Renderer  # Jinja and MJML, only once a message is built
+
+            self._renderer = Renderer(self.config.templates_dir)
+        return self._renderer
 
     # -- the run ---------------------------------------------------------------------
 
@@ -664,6 +673,8 @@ class Sender:
 
     def _dispatch(self, jobs: list[Job]) -> None:
         if self.postman is None and self.transport is not None and not self.dry_run and jobs:
+            from .postman import make_postman  # threads and processes: only with mail to send
+
             # a big run sends from a child process, so SMTP gets the second core
             self.postman = make_postman(
                 self.transport,
@@ -723,6 +734,8 @@ class Sender:
         step_key: str,
         ref: str,
     ) -> Envelope:
+        from .outgoing import build  # Jinja, MJML and MIME: not loaded by an idle run
+
         campaign, step = self._steps[campaign_key, step_key]
         return build(
             self.config,
@@ -787,6 +800,8 @@ class Sender:
         handed = [job for job in chunk if job.ref in claimed and job.broken is None]
         for job in handed:
             self._in_flight[job.ref] = job
+        from .postman import ProcessPostman  # loaded already: there is mail to send
+
         if isinstance(self.postman, ProcessPostman) and self.postman.build is not None:
             self.postman.hand([(job, _build_values(job)) for job in handed])  # it builds
         else:

@@ -2,15 +2,14 @@
 
 One enum each, so a subscriber's "active" and an enrollment's "active" are
 different things to the type checker. The values are what the database stores
-(no migration): the columns stay plain strings, read back as these enums.
+(no migration): the columns stay plain strings, read back as these enums
+(models.StateColumn). No SQLAlchemy here: the CLI builds its options from these
+enums without loading the database layer.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
-
-from sqlalchemy import String, TypeDecorator
 
 
 class SubscriberStatus(StrEnum):
@@ -40,22 +39,12 @@ class DeliveryStatus(StrEnum):
     IN_DOUBT = "in_doubt"  # the run died mid-send: it may or may not have arrived
 
 
+class Resolution(StrEnum):
+    """What an operator says of an in-doubt delivery (drip/deliveries.py)."""
+
+    SENT = "sent"  # it did arrive: record it as sent, the campaign moves on
+    RESEND = "resend"  # it did not: forget the attempt, the next run sends it again
+
+
 # A step waiting on one of these blocks the rest of the campaign for that subscriber.
 BLOCKING = frozenset({DeliveryStatus.CLAIMED, DeliveryStatus.IN_DOUBT})
-
-
-class StateColumn(TypeDecorator[StrEnum]):
-    """A String(16) column read back as `enum`; writing an unknown value is an error."""
-
-    impl = String(16)
-    cache_ok = True
-
-    def __init__(self, enum: type[StrEnum], *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.enum = enum
-
-    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
-        return None if value is None else self.enum(value).value
-
-    def process_result_value(self, value: str | None, dialect: object) -> StrEnum | None:
-        return None if value is None else self.enum(value)

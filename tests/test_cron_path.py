@@ -1,4 +1,9 @@
-"""Cron's `drip send` with nothing due stays small: no web framework is ever imported."""
+"""Cron's `drip send` with nothing due stays small: no web framework is ever imported,
+and nothing that only checking or building an email needs (issue 10).
+
+Each probe runs the real command in a fresh interpreter and reports which of the
+watched modules it imported. No timing here: bench/bench_idle.py measures.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,40 @@ import sys
 from conftest import summary
 
 HEAVY = ("flask", "werkzeug", "aiosmtpd", "waitress", "apscheduler", "cryptography")
+# what only rendering, checking, composing or sending an email needs
+RENDERING = (
+    "jinja2",
+    "mjml",
+    "inscriptis",
+    "email_validator",
+    "email.mime",
+    "multiprocessing",
+    "drip.render",
+    "drip.outgoing",
+    "drip.checks",
+    "drip.postman",
+)
+WATCHED = (*HEAVY, *RENDERING, "sqlalchemy")
+MON_10 = "2026-06-01T15:00:00Z"  # in the fixture's send window
 
 # runs the real command in a fresh interpreter, then reports what it imported
 PROBE = f"""
 import json, sys
 from drip.cli import main
+code = 0
 try:
     main(sys.argv[1:], prog_name="drip")
 except SystemExit as exc:
     code = exc.code
-heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))
-print("PROBE " + json.dumps({{"code": code, "heavy": heavy}}))
+loaded = sorted(m for m in {WATCHED!r} if m in sys.modules)
+print("PROBE " + json.dumps({{"code": code, "loaded": loaded}}))
 """
 
 
-def probe(project, *args: str) -> tuple[dict[str, object], str]:
+def probe(project, *args: str, env: dict[str, str] | None = None) -> tuple[dict, str]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
-        env=project.full_env(),
+        env=env or project.full_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -35,21 +56,66 @@ def probe(project, *args: str) -> tuple[dict[str, object], str]:
     return json.loads(line.removeprefix("PROBE ")), done.stdout + done.stderr
 
 
-def test_send_with_nothing_due_imports_no_web_framework(project):
-    # a first run migrates the database and runs the pre-flight check once
-    first = project.run("send", "--now", "2026-06-01T15:00:00Z")
+def add_patient(project, address: str = "pat@example.org") -> None:
+    added = project.cli(
+        "subscribers", "add", address, "--symptoms", "night_cramps", "--confirmed",
+        "--now", MON_10,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+
+
+def test_send_with_nothing_due_imports_no_web_framework_and_no_renderer(project, sink):
+    add_patient(project)
+    # a first run migrates the database, runs the pre-flight check and sends the welcome
+    first = project.run("send", "--now", MON_10)
     assert first.returncode == 0, first.stderr
-    result, output = probe(project, "send", "--now", "2026-06-01T15:00:00Z")
-    assert result["code"] in (0, None), output
+    assert summary(first.stdout)["sent"] == 1
+    result, output = probe(project, "send", "--now", MON_10)  # the next step is days away
+    assert result["code"] == 0, output
     assert summary(output)["sent"] == 0
-    assert result["heavy"] == [], f"the cron path imported {result['heavy']}"
+    assert len(sink.received) == 1
+    assert [m for m in result["loaded"] if m != "sqlalchemy"] == [], (
+        f"the idle cron path imported {result['loaded']}"
+    )
 
 
-def test_help_imports_no_web_framework_and_lists_the_web_commands(project):
+def test_a_send_with_work_does_load_the_renderer(project, sink):
+    """The probe sees what a run imports: the same command with an email due."""
+    add_patient(project)
+    result, output = probe(project, "send", "--now", MON_10)
+    assert result["code"] == 0, output
+    assert summary(output)["sent"] == 1
+    assert {"drip.render", "jinja2", "mjml", "drip.outgoing"} <= set(result["loaded"])
+    assert not set(HEAVY) & set(result["loaded"])
+
+
+def test_an_edit_runs_the_check_once_then_the_idle_path_is_small_again(project):
+    first = project.run("send", "--now", MON_10)
+    assert first.returncode == 0, first.stderr
+    welcome = project.templates / "welcome.mjml"
+    welcome.write_text(welcome.read_text().replace("</mj-text>", " See you soon.</mj-text>", 1))
+    checked, output = probe(project, "send", "--now", MON_10)
+    assert checked["code"] == 0, output
+    assert {"drip.checks", "drip.render"} <= set(checked["loaded"]), "the edit was not checked"
+    again, output = probe(project, "send", "--now", MON_10)
+    assert again["code"] == 0, output
+    assert [m for m in again["loaded"] if m != "sqlalchemy"] == [], again["loaded"]
+
+
+def test_help_imports_no_web_framework_and_no_database_layer(project):
     result, output = probe(project, "--help")
-    assert result["heavy"] == [], f"`drip --help` imported {result['heavy']}"
-    for name in ("serve", "run", "snippet", "demo", "report", "bounces", "dkim"):
+    assert result["loaded"] == [], f"`drip --help` imported {result['loaded']}"
+    for name in ("serve", "run", "snippet", "demo", "report", "bounces", "dkim", "send"):
         assert f"  {name} " in output, name
+
+
+def test_a_missing_secret_key_is_one_line_before_the_database_is_touched(project):
+    env = {k: v for k, v in project.full_env().items() if k != "DRIP_SECRET_KEY"}
+    result, output = probe(project, "send", "--now", MON_10, env=env)
+    assert result["code"] == 1, output
+    assert "DRIP_SECRET_KEY is not set" in output and "Traceback" not in output
+    assert result["loaded"] == [], result["loaded"]
+    assert not (project.root / "drip.db").exists()
 
 
 def test_web_commands_still_work_when_invoked(project):
