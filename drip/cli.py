@@ -465,10 +465,7 @@ def subscribers_list(app: App, status: str | None) -> None:
 @click.pass_obj
 def subscribers_show(app: App, email: str) -> None:
     """Everything drip holds about one subscriber, consent record included."""
-    from sqlalchemy import select
-
     from . import subscribers
-    from .models import Enrollment
 
     with app.session() as session:
         try:
@@ -483,7 +480,7 @@ def subscribers_show(app: App, email: str) -> None:
             click.echo(f"{name:22} {value or '-'}")
         click.echo(f"{'symptoms':22} {', '.join(sorted(sub.symptom_keys)) or '-'}")
         click.echo(f"{'newsletters':22} {'off (opted out)' if sub.newsletters_opt_out else 'on'}")
-        for e in session.scalars(select(Enrollment).where(Enrollment.subscriber_id == sub.id)):
+        for e in found.enrollments:
             click.echo(
                 f"campaign {e.campaign_key}: {e.state}, started {e.started_at:%Y-%m-%d}"
                 f", next {e.next_step_key or '-'} at {e.next_due_at or '-'}"
