@@ -962,9 +962,14 @@ SUPERSEDED = (
 )
 
 
+_ADOPTED = select(Meta.value).where(Meta.key == enrollment.FINGERPRINT_KEY)
+
+
 def _adopted(session: Session) -> str | None:
-    """The schedule fingerprint the enrollments were last planned with (not the ORM cache)."""
-    return session.scalar(select(Meta.value).where(Meta.key == enrollment.FINGERPRINT_KEY))
+    """The schedule fingerprint the enrollments were last planned with (not the ORM cache;
+    read before every planning batch, so through the connection)."""
+    session.flush()
+    return session.connection().execute(_ADOPTED).scalar()
 
 
 def superseded(session: Session, config: Config) -> bool:
