@@ -276,7 +276,7 @@ class Sender:
         self._refusals = 0
         self._bounces = 0
         self._planned_count = 0
-        self._due = 0  # enrollments due when the run started (the postman's size)
+        self._due = 0  # series emails due as the run starts, at most --limit (the postman)
         # subscriber id -> when this run planned them a non-urgent email (min_gap)
         self._recent: dict[int, datetime] = {}
         self._urgent = config.urgent_keys()
@@ -341,7 +341,7 @@ class Sender:
         next run, so nobody gets two emails of one campaign in one run.
         """
         due = due_enrollments(session, self.clock(), only_subscriber)
-        self._due = len(due)
+        self._due = len(due) if self.limit is None else min(len(due), self.limit)
         schedule = self.config.schedule_fingerprint()
         size = self._lease_size(session)
         for start in range(0, len(due), size):
