@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -145,6 +146,13 @@ class Enrollment(Base):
         UniqueConstraint("subscriber_id", "campaign_key"),
         # the due-work query: the ids of active enrollments whose next step is due
         Index("ix_enrollments_due", "state", "next_due_at", "id"),
+        # the leases held right now (a few rows): given back and swept without a scan
+        Index(
+            "ix_enrollments_leased_by",
+            "leased_by",
+            sqlite_where=text("leased_by IS NOT NULL"),
+            postgresql_where=text("leased_by IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -277,7 +277,7 @@ class Sender:
         self._refusals = 0
         self._bounces = 0
         self._planned_count = 0
-        self._due = 0  # enrollments due when the run started (the postman's size)
+        self._due = 0  # series emails due as the run starts, at most --limit (the postman)
         # subscriber id -> when this run planned them a non-urgent email (min_gap)
         self._recent: dict[int, datetime] = {}
         self._urgent = config.urgent_keys()
@@ -350,7 +350,7 @@ class Sender:
         next run, so nobody gets two emails of one campaign in one run.
         """
         due = due_enrollments(session, self.clock(), only_subscriber)
-        self._due = len(due)
+        self._due = len(due) if self.limit is None else min(len(due), self.limit)
         schedule = self.config.schedule_fingerprint()
         size = self._lease_size(session)
         for start in range(0, len(due), size):
@@ -960,9 +960,14 @@ SUPERSEDED = (
 )
 
 
+_ADOPTED = select(Meta.value).where(Meta.key == enrollment.FINGERPRINT_KEY)
+
+
 def _adopted(session: Session) -> str | None:
-    """The schedule fingerprint the enrollments were last planned with (not the ORM cache)."""
-    return session.scalar(select(Meta.value).where(Meta.key == enrollment.FINGERPRINT_KEY))
+    """The schedule fingerprint the enrollments were last planned with (not the ORM cache;
+    read before every planning batch, so through the connection)."""
+    session.flush()
+    return session.connection().execute(_ADOPTED).scalar()
 
 
 def superseded(session: Session, config: Config) -> bool:

@@ -37,3 +37,41 @@ def test_the_due_query_reads_a_range_of_the_due_index(any_project):
     else:
         assert "COVERING INDEX ix_enrollments_due" in plan, plan
         assert "TEMP B-TREE" not in plan and "SCAN enrollments" not in plan, plan
+
+
+def test_giving_back_and_sweeping_leases_reads_only_the_leased_rows(any_project):
+    """Every run gives its leases back and the sweep looks for dead runs' leases:
+    both by the partial index of the rows leased now, never a scan of every enrollment."""
+    from sqlalchemy import select
+
+    from drip.claims import _RELEASE
+    from drip.models import Enrollment
+
+    engine = db.make_engine(any_project.database_url)
+    db.ensure_schema(engine)
+    postgres = engine.dialect.name == "postgresql"
+    prefix = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        return prefix + statement, parameters
+
+    plans = []
+    with Session(engine) as session:
+        if postgres:  # an empty table is cheaper to scan: ask whether the index serves
+            session.execute(text("SET enable_seqscan = off"))
+        connection = session.connection()
+        event.listen(engine, "before_cursor_execute", explain, retval=True)
+        try:
+            for statement, params in (
+                (_RELEASE, {"b_run": "0123456789abcdef"}),
+                (select(Enrollment.leased_by).where(Enrollment.leased_by.is_not(None)), {}),
+            ):
+                rows = connection.execute(statement, params).all()
+                plans.append("\n".join(str(row[0] if postgres else row[-1]) for row in rows))
+        finally:
+            event.remove(engine, "before_cursor_execute", explain)
+        session.rollback()
+    engine.dispose()
+    for plan in plans:
+        assert "ix_enrollments_leased_by" in plan, plan
+        assert ("Seq Scan" if postgres else "SCAN enrollments") not in plan, plan
