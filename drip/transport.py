@@ -382,10 +382,12 @@ class OutboxTransport(_Closing):
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._count = sum(1 for _ in self.folder.glob("*.eml"))
+        self._count: int | None = None  # files already there, counted at the first send
 
     def send(self, envelope: Envelope) -> None:
         with self._lock:
+            if self._count is None:  # not on cron's idle run: the folder only grows
+                self._count = sum(1 for _ in self.folder.glob("*.eml"))
             self._count += 1
             safe_to = "".join(c if c.isalnum() else "_" for c in envelope.recipient)[:60]
             (self.folder / f"{self._count:06d}-{safe_to}.eml").write_bytes(envelope.data)

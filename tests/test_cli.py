@@ -193,6 +193,10 @@ def test_outbox_transport_writes_eml_files(project, tmp_path):
     assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
     (eml,) = (tmp_path / "outbox").glob("*.eml")
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in eml.read_bytes()
+    # a later run numbers on after the files already there
+    add(project, "b@example.org", "night_cramps", "--confirmed")
+    assert summary(project.cli("send", "--now", MON).output)["sent"] == 1
+    assert sorted(p.name[:6] for p in (tmp_path / "outbox").glob("*.eml")) == ["000001", "000002"]
 
 
 def test_preview_eml_is_the_message_drip_send_sends(project, sink):
