@@ -196,15 +196,13 @@ def _child(
     parent_end.close()
     transport = SMTPTransport(settings)
     postman: Postman[int] = Postman(transport, workers)
-    lock = threading.Lock()
 
     def forward() -> None:  # outcomes back to the parent as they come, those ready together
         while True:
             found = postman.outcomes(None)
             done = [(o.item, _flatten(o.error)) for o in found if o.item != 0]
             if done:
-                with lock:
-                    results.send(done)
+                results.send(done)
             if len(done) < len(found):
                 return
 
