@@ -34,15 +34,17 @@ WATCHED = (*HEAVY, *RENDERING, *OTHER_ENGINE, "sqlalchemy")
 MON_10 = "2026-06-01T15:00:00Z"  # in the fixture's send window
 
 # runs the real command in a fresh interpreter, then reports what it imported
+# (only what drip loaded: a coverage run, say, starts with multiprocessing loaded)
 PROBE = f"""
 import json, sys
+before = set(sys.modules)
 from drip.cli import main
 code = 0
 try:
     main(sys.argv[1:], prog_name="drip")
 except SystemExit as exc:
     code = exc.code
-loaded = sorted(m for m in {WATCHED!r} if m in sys.modules)
+loaded = sorted(m for m in {WATCHED!r} if m in sys.modules and m not in before)
 print("PROBE " + json.dumps({{"code": code, "loaded": loaded}}))
 """
 
