@@ -782,17 +782,7 @@ class Sender:
         attempts = job.attempts + 1
         if error is None:
             self._finish(job, SENT, now, sent_at=now, message_id=_message_id(self.config, job))
-            self._audit.append(
-                _audit(
-                    now,
-                    self.actor,
-                    "email.sent",
-                    job,
-                    campaign=job.campaign.key,
-                    step=job.step.key,
-                    ref=job.ref,
-                )
-            )
+            self._audit.append(_audit(now, self.actor, "email.sent", job))
             self.summary.sent += 1
             self._refusals = self._bounces = 0
         elif isinstance(error, TransportUnavailable):
@@ -811,17 +801,7 @@ class Sender:
                 self.summary.deferred += 1
         elif isinstance(error, InDoubt):
             self._finish(job, IN_DOUBT, now, error=str(error))
-            self._audit.append(
-                _audit(
-                    now,
-                    self.actor,
-                    "delivery.in_doubt",
-                    job,
-                    campaign=job.campaign.key,
-                    step=job.step.key,
-                    ref=job.ref,
-                )
-            )
+            self._audit.append(_audit(now, self.actor, "delivery.in_doubt", job))
             self.summary.in_doubt_new += 1
         elif isinstance(error, PermanentFailure):
             self.summary.failed += 1
@@ -936,7 +916,9 @@ def _message_id(config: Config, job: Job) -> str:
     return make_message_id(job.ref, config.clinic.sender_domain)
 
 
-def _audit(at: datetime, actor: str, action: str, job: Job, **detail: object) -> dict[str, object]:
+def _audit(at: datetime, actor: str, action: str, job: Job) -> dict[str, object]:
+    """An audit row for what became of `job`'s message (written with the batch)."""
+    detail = {"campaign": job.campaign.key, "step": job.step.key, "ref": job.ref}
     return {
         "at": at,
         "actor": actor,
