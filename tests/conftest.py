@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,3 +211,17 @@ def summary(output: str) -> dict[str, int]:
     counts["in_doubt"] = int(doubt.group(1)) if doubt else 0
     counts["in_doubt_new"] = int(doubt.group(2)) if doubt else 0
     return counts
+
+
+def kill_mid_send(project: Project, sink: MailSink, connections: int, after: int, now: str) -> int:
+    """Start `drip send` against a slow relay, `kill -9` it once `after` messages have
+    arrived (so some are in flight), and return how many the server got in all."""
+    sink.handler.delay = 0.05  # a slow relay: the kill lands with messages in flight
+    project.env["DRIP_SMTP_URL"] = sink.url + f"&connections={connections}"
+    proc = project.popen("send", "--now", now)
+    sink.handler.wait_for(after, timeout=60)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(0.3)  # let the server finish the transactions it was in
+    sink.handler.delay = 0
+    return len(sink.received)

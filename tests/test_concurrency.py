@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from conftest import summary
+from conftest import kill_mid_send, summary
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -83,19 +83,11 @@ def test_a_waiting_send_finds_nothing_left_to_send(any_project, sink):
 def test_kill_9_mid_run_with_8_connections_then_rerun_never_twice(any_project, sink):
     connections = 8
     addresses = seed(any_project, 200)
-    sink.handler.delay = 0.05  # a slow relay: the kill lands with messages in flight
-    any_project.env["DRIP_SMTP_URL"] = sink.url + f"&connections={connections}"
-    proc = any_project.popen("send", "--now", NOW)
-    sink.handler.wait_for(40, timeout=60)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    time.sleep(0.3)  # let the server finish the transactions it was in
-    after_kill = len(sink.received)
+    after_kill = kill_mid_send(any_project, sink, connections, 40, NOW)
     assert 40 <= after_kill < 200
     time.sleep(1.0)  # the SMTP child process died with its parent: nothing more goes
     assert len(sink.received) == after_kill
 
-    sink.handler.delay = 0
     rerun = any_project.run("send", "--now", NOW)
     assert rerun.returncode == 0, rerun.stderr
     per_recipient = Counter(m.recipient for m in sink.received)
