@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Integer, Table, TextClause, bindparam, insert, text
 from sqlalchemy.orm import Session
 
-from .models import ACTIVE, ENROLLED, AuditEntry
-from .models import UTCDateTime as _UTC
+from .models import ACTIVE, ENROLLED
+from .rawsql import Raw, Statement, in_list
 from .schedule import CLAIMED, DEFERRED
 
 
@@ -53,8 +52,8 @@ class Result:
     give_back: bool = False  # never reached the server: the attempt is not counted
 
 
-# Plain SQL, the same on SQLite and PostgreSQL: these run for every message, and a
-# text statement costs SQLAlchemy almost nothing to execute again and again.
+# Plain SQL, the same on SQLite and PostgreSQL, run straight on the driver
+# (rawsql.py): these run for every message.
 _PERSON = f"""
     EXISTS (SELECT 1 FROM subscribers s WHERE s.id = :p_subscriber_id
             AND s.status = '{ACTIVE}'
@@ -76,11 +75,9 @@ _ELIGIBLE_NEWSLETTER = (
             AND n.cancelled_at IS NOT NULL)"""
 )
 
-_TYPES = (bindparam("p_now", type_=_UTC()), bindparam("p_subscriber_id", type_=Integer))
 
-
-def _claim_new(eligible: str) -> TextClause:
-    return text(
+def _claim_new(eligible: str) -> Statement:
+    return Statement(
         f"""INSERT INTO deliveries (subscriber_id, campaign_key, step_key, status, ref,
                                     attempts, run_id, created_at, updated_at)
         SELECT CAST(:p_subscriber_id AS INTEGER), CAST(:p_campaign_key AS VARCHAR),
@@ -88,15 +85,15 @@ def _claim_new(eligible: str) -> TextClause:
                CAST(:p_run_id AS VARCHAR), :p_now, :p_now
         WHERE {eligible}
         ON CONFLICT DO NOTHING"""
-    ).bindparams(*_TYPES)
+    )
 
 
-def _claim_retry(eligible: str) -> TextClause:
-    return text(
+def _claim_retry(eligible: str) -> Statement:
+    return Statement(
         f"""UPDATE deliveries SET status = '{CLAIMED}', run_id = :p_run_id,
                attempts = attempts + 1, updated_at = :p_now
         WHERE ref = :p_ref AND status = '{DEFERRED}' AND {eligible}"""
-    ).bindparams(*_TYPES)
+    )
 
 
 # (new claims, retries) for a series step and for a newsletter
@@ -105,38 +102,49 @@ _CLAIMS = {
     True: (_claim_new(_ELIGIBLE_NEWSLETTER), _claim_retry(_ELIGIBLE_NEWSLETTER)),
 }
 
-# by the unique index on ref alone (a status condition can mislead SQLite's planner)
-_CLAIMED = text("SELECT ref, status, run_id FROM deliveries WHERE ref IN :p_refs").bindparams(
-    bindparam("p_refs", expanding=True)
-)
-
-_RECORD = text(
+_RECORD = Statement(
     f"""UPDATE deliveries SET status = :b_status, error = :b_error, sent_at = :b_sent_at,
            next_attempt_at = :b_retry_at, message_id = :b_message_id,
            attempts = attempts - :b_uncount, updated_at = :b_now
     WHERE ref = :b_ref AND status = '{CLAIMED}' AND run_id = :b_run"""
-).bindparams(
-    bindparam("b_sent_at", type_=_UTC()),
-    bindparam("b_retry_at", type_=_UTC()),
-    bindparam("b_now", type_=_UTC()),
-    bindparam("b_uncount", type_=Integer),
 )
 
 # only while this run still holds the lease: if the patient left the series
 # meanwhile (the web side clears the lease), their decision stands
-_SET_NEXT = text(
+_SET_NEXT = Statement(
     """UPDATE enrollments SET state = :b_state, next_step_key = :b_step, next_due_at = :b_due,
            leased_by = NULL
     WHERE id = :b_id AND leased_by = :b_run"""
-).bindparams(bindparam("b_due", type_=_UTC()), bindparam("b_id", type_=Integer))
+)
 
-_RELEASE = text("UPDATE enrollments SET leased_by = NULL WHERE leased_by = :b_run")
+_RELEASE = Statement("UPDATE enrollments SET leased_by = NULL WHERE leased_by = :b_run")
+
+_AUDIT = Statement(
+    """INSERT INTO audit_log (at, actor, action, subscriber_id, detail)
+    VALUES (:at, :actor, :action, :subscriber_id, :detail)"""
+)
+
+# the claimed rows by the unique index on ref alone (a status condition can mislead
+# SQLite's planner); the IN list is built per batch size
+_CLAIMED: dict[int, tuple[Statement, list[str]]] = {}
+
+
+def _claimed(count: int) -> tuple[Statement, list[str]]:
+    if count not in _CLAIMED:
+        values, names = in_list("r", count)
+        _CLAIMED[count] = (
+            Statement(f"SELECT ref, status, run_id FROM deliveries WHERE ref IN {values}"),
+            names,
+        )
+    return _CLAIMED[count]
 
 
 def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime) -> set[str]:
     """Claim these messages (not committed here); the refs actually claimed."""
     if not claims:
         return set()
+    raw = Raw(session)
+    when = raw.when(now)
     batches: dict[bool, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
         False: ([], []),
         True: ([], []),
@@ -150,38 +158,49 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
                 "p_ref": c.ref,
                 "p_address_hash": c.address_hash,
                 "p_run_id": run_id,
-                "p_now": now,
+                "p_now": when,
             }
         )
     for newsletter, (new, retries) in batches.items():
         insert_new, take_back = _CLAIMS[newsletter]
-        if new:
-            session.connection().execute(insert_new, new)
-        if retries:
-            session.connection().execute(take_back, retries)
-    refs = [c.ref for c in claims]
-    found = session.connection().execute(_CLAIMED, {"p_refs": refs, "p_run_id": run_id})
-    return {ref for ref, status, run in found if status == CLAIMED and run == run_id}
+        raw.many(insert_new, new)
+        raw.many(take_back, retries)
+    claimed: set[str] = set()
+    for start in range(0, len(claims), 100):  # IN lists of a bounded size
+        part = claims[start : start + 100]
+        statement, names = _claimed(len(part))
+        found = raw.rows(statement, dict(zip(names, (c.ref for c in part), strict=True)))
+        claimed.update(ref for ref, status, run in found if status == CLAIMED and run == run_id)
+    raw.close()
+    return claimed
 
 
 def record(session: Session, results: Iterable[Result], run_id: str, now: datetime) -> None:
     """Write what the server said for each claimed message (not committed here)."""
-    params = [
-        {
-            "b_ref": r.ref,
-            "b_status": r.status,
-            "b_error": r.error[:2000] if r.error else None,
-            "b_sent_at": r.sent_at,
-            "b_retry_at": r.retry_at,
-            "b_message_id": r.message_id,
-            "b_uncount": 1 if r.give_back else 0,
-            "b_run": run_id,
-            "b_now": now,
-        }
-        for r in results
-    ]
-    if params:
-        session.connection().execute(_RECORD, params)
+    results = list(results)
+    if not results:
+        return
+    raw = Raw(session)
+    when = raw.when
+    at = when(now)
+    raw.many(
+        _RECORD,
+        [
+            {
+                "b_ref": r.ref,
+                "b_status": r.status,
+                "b_error": r.error[:2000] if r.error else None,
+                "b_sent_at": when(r.sent_at),
+                "b_retry_at": when(r.retry_at),
+                "b_message_id": r.message_id,
+                "b_uncount": 1 if r.give_back else 0,
+                "b_run": run_id,
+                "b_now": at,
+            }
+            for r in results
+        ],
+    )
+    raw.close()
 
 
 def set_next(
@@ -191,23 +210,33 @@ def set_next(
 ) -> None:
     """Store (enrollment id, state, next step, next due) for many enrollments this run
     leased, and give the leases back."""
-    params = [
-        {"b_id": eid, "b_state": state, "b_step": step, "b_due": due, "b_run": run_id}
-        for eid, state, step, due in plans
-    ]
-    if params:
-        session.connection().execute(_SET_NEXT, params)
+    plans = list(plans)
+    if not plans:
+        return
+    raw = Raw(session)
+    when = raw.when
+    raw.many(
+        _SET_NEXT,
+        [
+            {"b_id": eid, "b_state": state, "b_step": step, "b_due": when(due), "b_run": run_id}
+            for eid, state, step, due in plans
+        ],
+    )
+    raw.close()
 
 
 def release_leases(session: Session, run_id: str) -> None:
     """Give back every lease this run still holds (messages it did not send)."""
-    session.connection().execute(_RELEASE, {"b_run": run_id})
-
-
-_AUDIT = insert(cast(Table, AuditEntry.__table__))
+    raw = Raw(session)
+    raw.one(_RELEASE, {"b_run": run_id})
+    raw.close()
 
 
 def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:
     """Append many audit entries in one statement (same columns as audit.record)."""
-    if entries:
-        session.connection().execute(_AUDIT, list(entries))
+    if not entries:
+        return
+    raw = Raw(session)
+    when = raw.when
+    raw.many(_AUDIT, [{**entry, "at": when(entry["at"])} for entry in entries])
+    raw.close()

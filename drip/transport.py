@@ -240,6 +240,9 @@ class SMTPConnection:
                     "offer SMTPUTF8"
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"]
+        if conn.has_extn("pipelining"):
+            self._pipelined(conn, envelope, options)
+            return
         try:
             code, resp = conn.mail(envelope.sender, options)
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
@@ -251,13 +254,50 @@ class SMTPConnection:
             conn.putcmd("data")
             code, resp = conn.getreply()
             self._expect(code, resp, Stage.DATA, (354,))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise _lost_before_content(exc) from None
+        self._content(conn, envelope)
+
+    def _pipelined(self, conn: smtplib.SMTP, envelope: Envelope, options: list[str]) -> None:
+        """MAIL, RCPT and DATA in one write, then their three replies (RFC 2920): two
+        round trips a message instead of four, and a fraction of the CPU."""
+        try:
+            conn.send(_commands(envelope, options))
+            replies = [conn.getreply()]
+        except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            raise _StaleConnection(str(exc) or type(exc).__name__) from None
+        refused = _first_refusal(replies)
+        try:
+            while len(replies) < len(_PIPELINE) and replies[-1][0] != 421:  # 421: it hangs up
+                replies.append(conn.getreply())
+                refused = refused or _first_refusal(replies)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            if refused is None:
+                raise _lost_before_content(exc) from None
+        if refused is None:
+            self._content(conn, envelope)
+            return
+        if len(replies) == len(_PIPELINE) and replies[-1][0] == 354:
+            # a server that accepted DATA after refusing MAIL or RCPT: end the empty
+            # message (it has no recipient) so the session stays in step
+            try:
+                conn.send(b".\r\n")
+                conn.getreply()
+            except (smtplib.SMTPServerDisconnected, OSError):
+                self._drop()
+        stage, ok, (code, resp) = refused
+        self._expect(code, resp, stage, ok)
+
+    def _content(self, conn: smtplib.SMTP, envelope: Envelope) -> None:
+        """The message after a 354, and the server's verdict on it."""
+        try:
             conn.send(_dot_stuffed(envelope.data))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # the message content was not (completely) sent: the server cannot have it
             self._drop()
-            raise TemporaryFailure(
-                f"connection lost before the message was sent: {exc or type(exc).__name__}"
-            ) from None
+            raise _lost_before_content(exc) from None
         try:
             code, resp = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -306,6 +346,36 @@ class SMTPConnection:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             self._conn.quit()
         self._drop()
+
+
+# what each pipelined command must get back
+_PIPELINE = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
+
+
+def _first_refusal(
+    replies: list[tuple[int, bytes]],
+) -> tuple[Stage, tuple[int, ...], tuple[int, bytes]] | None:
+    """The first pipelined reply that is not what its command needs, if any."""
+    for (stage, ok), reply in zip(_PIPELINE, replies, strict=False):
+        if reply[0] not in ok:
+            return stage, ok, reply
+    return None
+
+
+def _commands(envelope: Envelope, options: list[str]) -> bytes:
+    """MAIL FROM, RCPT TO and DATA as one pipelined write."""
+    for address in (envelope.sender, envelope.recipient):
+        if any(c in address for c in "\r\n<>"):  # never a second command on the line
+            raise ValueError(f"address {address!r} cannot go on an SMTP command line")
+    extra = "".join(" " + option for option in options)
+    text = f"MAIL FROM:<{envelope.sender}>{extra}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n"
+    return text.encode("utf-8" if options else "ascii")
+
+
+def _lost_before_content(exc: BaseException) -> TemporaryFailure:
+    return TemporaryFailure(
+        f"connection lost before the message was sent: {exc or type(exc).__name__}"
+    )
 
 
 def _dot_stuffed(data: bytes) -> bytes:

@@ -13,6 +13,11 @@ after the message). An answer is a reply line ("451 4.3.0 Try later"),
 "hangup" (close the connection without answering) or "sleep:SECONDS" followed
 by a reply after a space ("sleep:3 250 OK"). Messages whose content the server
 read completely are in `.received`, whatever it answered after.
+
+Like a real server it offers PIPELINING (RFC 2920) unless `pipelining=False`,
+answers RCPT and DATA with 503 after a refused MAIL and DATA with 554 when no
+recipient was accepted, and counts in `.pipelined` the DATA commands that had
+already arrived when it answered MAIL (the client sent them in one write).
 """
 
 from __future__ import annotations
@@ -42,10 +47,13 @@ class Got:
 class ScriptedSMTP:
     script: dict[str, str] = field(default_factory=dict)
     smtputf8: bool = True
+    pipelining: bool = True
+    strict: bool = True  # False: DATA gets 354 even after MAIL or every RCPT was refused
     script_for: dict[str, dict[str, str]] = field(default_factory=dict)
     received: list[Got] = field(default_factory=list)
     answered: list[tuple[str, str]] = field(default_factory=list)  # (recipient, final reply)
     connections: int = 0
+    pipelined: int = 0
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -102,7 +110,8 @@ class ScriptedSMTP:
             await writer.drain()
             return True
 
-        sender = recipient = ""
+        sender: str | None = ""
+        recipient = ""
         try:
             await reply("220 scripted ESMTP")
             while line := await reader.readline():
@@ -112,17 +121,38 @@ class ScriptedSMTP:
                     extensions = ["250-scripted", "250-8BITMIME"]
                     if self.smtputf8:
                         extensions.append("250-SMTPUTF8")
+                    if self.pipelining:
+                        extensions.append("250-PIPELINING")
                     writer.write(("\r\n".join([*extensions, "250 OK"]) + "\r\n").encode())
                 elif upper.startswith("MAIL FROM:"):
                     sender = verb[10:].split()[0].strip("<>")
                     recipient = ""
-                    if not await reply(self._answer("mail", "")):
+                    if b"\nDATA\r\n" in bytes(reader._buffer):  # what already arrived
+                        with self._lock:
+                            self.pipelined += 1
+                    answer = self._answer("mail", "")
+                    accepted = _code(answer) == "250"
+                    if not await reply(answer):
                         return
+                    if not accepted:
+                        sender = None
                 elif upper.startswith("RCPT TO:"):
-                    recipient = verb[8:].split()[0].strip("<>")
-                    if not await reply(self._answer("rcpt", recipient)):
+                    if sender is None:
+                        await reply("503 5.5.1 Error: need MAIL command")
+                        continue
+                    answer = self._answer("rcpt", verb[8:].split()[0].strip("<>"))
+                    if not await reply(answer):
                         return
+                    if _code(answer) in ("250", "251"):
+                        recipient = verb[8:].split()[0].strip("<>")
                 elif upper == "DATA":
+                    if (sender is None or not recipient) and self.strict:
+                        await reply(
+                            "503 5.5.1 Error: need MAIL command"
+                            if sender is None
+                            else "554 5.5.1 Error: no valid recipients"
+                        )
+                        continue
                     answer = self._answer("data", recipient)
                     if not await reply(answer):
                         return
@@ -154,3 +184,10 @@ class ScriptedSMTP:
     def to(self, address: str) -> list[Got]:
         with self._lock:
             return [m for m in self.received if m.recipient == address]
+
+
+def _code(answer: str) -> str:
+    """The reply code a scripted answer sends ("" for a hang-up)."""
+    if answer.startswith("sleep:"):
+        answer = answer.partition(" ")[2]
+    return answer[:3] if answer[:3].isdigit() else ""

@@ -17,9 +17,11 @@ MON_10 = "2026-06-01T15:00:00Z"  # Monday 10:00 in Chicago
 LATER = "2026-06-01T15:30:00Z"
 
 
-@pytest.fixture
-def relay():
-    server = ScriptedSMTP().start()
+@pytest.fixture(params=[True, False], ids=["pipelined", "one-command-at-a-time"])
+def relay(request):
+    """Every row twice: MAIL, RCPT and DATA in one write (RFC 2920, what real relays
+    offer), and one command per round trip (a server without PIPELINING)."""
+    server = ScriptedSMTP(pipelining=request.param).start()
     yield server
     server.stop()
 
@@ -253,6 +255,43 @@ def test_a_421_drops_that_connection_and_the_run_goes_on(project, relay):
     counts = summary(result.output)
     assert counts["sent"] == 5 and counts["deferred"] == 1, result.output
     assert relay.connections == 2  # a fresh connection after the 421
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_mail_rcpt_and_data_go_in_one_write_when_the_relay_offers_pipelining(
+    project, pipelining
+):
+    relay = ScriptedSMTP(pipelining=pipelining).start()
+    try:
+        add(project, *[f"p{i}@example.org" for i in range(5)])
+        assert summary(send(project, relay).output)["sent"] == 5
+        assert relay.pipelined == (5 if pipelining else 0)
+    finally:
+        relay.stop()
+
+
+@pytest.mark.parametrize("stage", ["mail", "rcpt"])
+def test_a_server_that_takes_data_after_a_refusal_stays_in_step(project, stage):
+    """RFC 2920 says DATA fails when MAIL or every RCPT did; a server that answers 354
+    anyway gets an empty message ending at once, and the connection goes on."""
+    relay = ScriptedSMTP(strict=False).start()
+    try:
+        add(project, "pat@example.org", "kept@example.org")
+        relay.script_for["pat@example.org"] = {"rcpt": "451 4.3.0 Try later"}
+        if stage == "mail":
+            relay.script["mail"] = "451 4.3.0 Try later"
+        result = send(project, relay, MON_10, "&connections=1")
+        counts = summary(result.output)
+        if stage == "mail":
+            assert counts["deferred"] == 2 and counts["sent"] == 0, result.output
+        else:
+            assert (counts["deferred"], counts["sent"]) == (1, 1), result.output
+            assert len(relay.to("kept@example.org")) == 1
+        assert relay.to("pat@example.org") == []
+        assert relay.connections == 1
+        assert {status for status, _, _ in rows(project).values()} <= {"deferred", "sent"}
+    finally:
+        relay.stop()
 
 
 # -- the web pages' mail queue goes through the same table ----------------------------
