@@ -30,6 +30,14 @@ class HeaderInjection(ValueError):
     """A header value contained CR or LF."""
 
 
+class BuildFailed(Exception):
+    """A message could not be rendered or composed (reported by the process that
+    tried, e.g. the sending child: drip/postman.py)."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class Envelope:
     sender: str  # MAIL FROM

@@ -16,13 +16,13 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
-from .message import Envelope
+from .message import BuildFailed, Envelope
 from .replies import Refusal
 from .transport import (
     DeliveryError,
@@ -96,6 +96,10 @@ class Postman(Generic[T]):
                     error = exc
             self._outcomes.put(Outcome(item, error))
 
+    def report(self, item: T, error: BaseException | None) -> None:
+        """An outcome decided without the relay (e.g. a message that could not be built)."""
+        self._outcomes.put(Outcome(item, error))
+
     def stop(self) -> None:
         for _ in self._threads:
             self._inbox.put(_STOP)
@@ -112,42 +116,76 @@ class Postman(Generic[T]):
 
 
 class ProcessPostman(Generic[T]):
-    """The send stage in a child process, for big runs over SMTP.
+    """The send stage in child processes, for big runs over SMTP.
 
-    Rendering, composing and the database keep one core busy; smtplib's own work
-    (~0.3 ms a message) then runs on the other instead of waiting for the same
-    interpreter lock. (Rendering in the child too was measured slower: its
-    threads then fight over the child's lock, 1.8 against 1.4 ms of CPU per email.)
-    The child is forked (no re-import), holds `workers` connections, and dies with
-    its parent: a `kill -9` of `drip send` closes the pipe, and the child exits at
-    once (its unrecorded claims are then in doubt, within the same bound as with
-    threads).
+    The sending child holds `workers` connections (one thread each, waiting on the
+    relay). With `build`, a second child renders and composes every message from
+    the few plain values the parent hands it and passes it on to the sending child,
+    so the parent keeps planning and the database, the builder the CPU work of a
+    message, each with an interpreter of its own. (Building in the sending child
+    was measured slower: its connection threads and the builder fought over one
+    interpreter lock.) A message the builder cannot build comes back as a
+    BuildFailed outcome. The children are forked (no re-import, the same templates
+    and keys) and die with the parent: a `kill -9` of `drip send` closes the pipes
+    and they exit at once (its unrecorded claims are then in doubt, within the same
+    bound as with threads).
     """
 
-    def __init__(self, settings: SMTPSettings, workers: int):
+    def __init__(
+        self,
+        settings: SMTPSettings,
+        workers: int,
+        build: Callable[[Any], Envelope] | None = None,
+    ):
+        self.build = build
         context = multiprocessing.get_context("fork")
-        child_tasks, self._tasks = context.Pipe(duplex=False)  # (reader, writer)
-        self._results, child_results = context.Pipe(duplex=False)
-        self._process = context.Process(
-            target=_child,
-            args=(settings, workers, self._tasks, child_tasks, child_results),
-            name="drip-smtp",
-            daemon=True,
-        )
-        self._process.start()
-        child_tasks.close()
-        child_results.close()
+        # pipes are (reader, writer); every process closes the ends it does not use,
+        # so that a reader sees the end of its pipe once its writers are gone
+        sender_tasks, to_sender = context.Pipe(duplex=False)
+        self._results, results = context.Pipe(duplex=False)
+        builder_tasks, to_builder = context.Pipe(duplex=False) if build else (None, None)
+        self._children = [
+            context.Process(
+                target=_sender,
+                args=(settings, workers, sender_tasks, results),
+                kwargs={"unused": [to_sender, self._results, builder_tasks, to_builder]},
+                name="drip-smtp",
+                daemon=True,
+            )
+        ]
+        self._children[0].start()
+        sender_tasks.close()
+        results.close()
+        self._tasks = to_sender
+        if build is not None:
+            assert builder_tasks is not None and to_builder is not None
+            builder = context.Process(
+                target=_builder,
+                args=(build, builder_tasks, to_sender),
+                kwargs={"unused": [to_builder, self._results]},
+                name="drip-build",
+                daemon=True,
+            )
+            builder.start()
+            self._children.insert(0, builder)  # stopped first, it stops the sender
+            builder_tasks.close()
+            to_sender.close()
+            self._tasks = to_builder
         self._items: dict[int, T] = {}
         self._next = 0
 
-    def hand(self, batch: Sequence[tuple[T, Envelope]]) -> None:
-        """(item, envelope) pairs, in one write to the child (a pipe write wakes it:
-        one per batch, not per message)."""
-        tasks = []
-        for item, envelope in batch:
+    def hand(self, batch: Sequence[tuple[T, Any]]) -> None:
+        """(item, work) pairs, in one write to the child (a pipe write wakes it: one
+        per batch, not per message). `work`: the Envelope, or with `build`, what the
+        builder builds it from."""
+        tasks: list[tuple[Any, ...]] = []
+        for item, work in batch:
             self._next += 1
             self._items[self._next] = item
-            tasks.append((self._next, envelope.sender, envelope.recipient, envelope.data))
+            if self.build is None:
+                tasks.append((self._next, work.sender, work.recipient, work.data))
+            else:
+                tasks.append((self._next, work))
         if tasks:
             self._tasks.send(tasks)
 
@@ -163,10 +201,11 @@ class ProcessPostman(Generic[T]):
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
-            self._tasks.send(None)
-        self._process.join(60)
-        if self._process.is_alive():  # pragma: no cover - a wedged child
-            self._process.kill()
+            self._tasks.send(None)  # the builder passes it on to the sender
+        for child in self._children:
+            child.join(60)
+            if child.is_alive():  # pragma: no cover - a wedged child
+                child.kill()
         self._tasks.close()
         self._results.close()
 
@@ -179,21 +218,52 @@ class ProcessPostman(Generic[T]):
         self.stop()
 
 
-def _die_with_parent() -> None:
-    """Linux: be killed the moment the parent dies (belt and braces with the pipe)."""
+def _in_child(unused: Sequence[Connection | None]) -> None:
+    """Be killed the moment the parent dies (Linux; belt and braces with the pipes),
+    and let go of the pipe ends this process does not use."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    for end in unused:
+        if end is not None:
+            end.close()
 
 
-def _child(
+def _builder(
+    build: Callable[[Any], Envelope],
+    tasks: Connection,
+    sender: Connection,
+    unused: Sequence[Connection | None],
+) -> None:
+    """Build each batch of messages and pass it on to the sending child in one write;
+    a message that cannot be built goes on as its reason alone."""
+    _in_child(unused)
+    while True:
+        try:
+            task = tasks.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # the parent is gone: stop at once
+        if task is None:
+            sender.send(None)
+            os._exit(0)
+        built: list[tuple[Any, ...]] = []
+        for key, work in task:
+            try:
+                envelope = build(work)
+            except Exception as exc:  # this message fails alone, with its reason
+                built.append((key, str(exc) or type(exc).__name__))
+            else:
+                built.append((key, envelope.sender, envelope.recipient, envelope.data))
+        sender.send(built)
+
+
+def _sender(
     settings: SMTPSettings,
     workers: int,
-    parent_end: Connection,
     tasks: Connection,
     results: Connection,
+    unused: Sequence[Connection | None],
 ) -> None:
-    _die_with_parent()
-    parent_end.close()
+    _in_child(unused)
     transport = SMTPTransport(settings)
     postman: Postman[int] = Postman(transport, workers)
 
@@ -215,11 +285,15 @@ def _child(
             os._exit(0)  # the parent is gone: stop at once, send nothing more
         if task is None:
             break
-        postman.hand(
-            [(key, Envelope(sender, recipient, data)) for key, sender, recipient, data in task]
-        )
+        envelopes = []
+        for key, *work in task:
+            if len(work) == 1:  # the builder could not build it: its reason
+                postman.report(key, BuildFailed(work[0]))
+            else:
+                envelopes.append((key, Envelope(*work)))
+        postman.hand(envelopes)
     postman.stop()
-    postman._outcomes.put(Outcome(0, None))  # let the forwarder finish
+    postman.report(0, None)  # let the forwarder finish
     forwarder.join()
     transport.close()
     os._exit(0)
@@ -250,15 +324,22 @@ def _revive(flat: tuple[Any, ...] | None) -> BaseException | None:
     return RuntimeError(message)
 
 
-_KINDS: dict[str, type[DeliveryError]] = {
+_KINDS: dict[str, type[DeliveryError] | type[BuildFailed]] = {
+    "build": BuildFailed,
     "temporary": TemporaryFailure,
     "in_doubt": InDoubt,
     "unavailable": TransportUnavailable,
 }
 
 
-def make_postman(transport: Transport, workers: int, separate_process: bool) -> Any:
-    """A ProcessPostman for SMTP when asked for (big runs), else threads here."""
+def make_postman(
+    transport: Transport,
+    workers: int,
+    separate_process: bool,
+    build: Callable[[Any], Envelope] | None = None,
+) -> Any:
+    """A ProcessPostman for SMTP when asked for (big runs; `build` then runs in the
+    child), else threads here (the caller builds)."""
     if separate_process and isinstance(transport, SMTPTransport):
-        return ProcessPostman(transport.settings, workers)
+        return ProcessPostman(transport.settings, workers, build)
     return Postman(transport, workers)

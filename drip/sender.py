@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -57,7 +58,7 @@ from . import audit, claims, enrollment, newsletters
 from .claims import Claim, Result
 from .config import Campaign, Config, ConfigError, Newsletter, Step, load_config
 from .locking import dead_runs, take_chores
-from .message import Envelope, make_message_id
+from .message import BuildFailed, Envelope, make_message_id
 from .models import (
     ACTIVE,
     BOUNCED,
@@ -109,7 +110,7 @@ FIRST_RETRY = timedelta(minutes=5)
 MAX_IDENTICAL_REFUSALS = 5
 # "No such mailbox" for every address in a row is a misrouted relay, not a list.
 MAX_BOUNCES_IN_A_ROW = 20
-IN_FLIGHT_PER_CONNECTION = 2  # claimed and not yet recorded, per connection
+IN_FLIGHT_PER_CONNECTION = 4  # claimed and not yet recorded, per connection
 BIG_RUN = 64  # emails due from which SMTP runs in its own process
 # PostgreSQL: a sender leases this many times its in-flight bound per planning batch
 # (at least MIN_LEASE), so several senders split the due work finely and finish together
@@ -232,6 +233,20 @@ class Job:
     @property
     def newsletter(self) -> bool:
         return self.enrollment_id is None
+
+
+def _build_values(job: Job) -> tuple[Any, ...]:
+    """What building `job`'s message takes, in plain values (cheap to pass to the
+    sending child process): Sender._envelope's arguments."""
+    return (
+        job.email,
+        job.public_id,
+        job.first_name,
+        job.symptoms,
+        job.campaign.key,
+        job.step.key,
+        job.ref,
+    )
 
 
 class Sender:
@@ -666,7 +681,10 @@ class Sender:
                 connections_of(self.transport),
                 # by what is due, not by this batch: a worker's first lease can be small
                 separate_process=self.separate_process and max(len(jobs), self._due) >= BIG_RUN,
+                build=self._build_in_child,
             )
+        # a child process that sends also renders (the other core); else build here
+        build_here = getattr(self.postman, "build", None) is None
         pending, ready = deque(jobs), deque[Job]()  # planned; built and not yet claimed
         batch = max(1, self.max_in_flight // 2)  # claims per commit, at least
         while (pending or ready) and self.summary.stopped is None:
@@ -685,7 +703,8 @@ class Sender:
             elif pending and len(ready) < self.max_in_flight:
                 # build the next messages while the relay works on the claimed ones
                 job = pending.popleft()
-                self._build(job)
+                if build_here:
+                    self._build(job)
                 ready.append(job)
                 self._collect(wait=0)
             elif self._in_flight:
@@ -696,25 +715,51 @@ class Sender:
 
     def _build(self, job: Job) -> None:
         """Render and compose one message; a failure is kept with the job, not raised."""
-        from .outgoing import build  # Jinja, MJML and MIME: not loaded by an idle run
-
         try:
-            job.envelope = build(
-                self.config,
-                self.renderer,
-                self.tokens,
-                email=job.email,
-                public_id=job.public_id,
-                first_name=job.first_name,
-                symptoms=job.symptoms,
-                campaign=job.campaign,
-                step=job.step,
-                ref=job.ref,
-                date=self.clock(),
-                sign=self.sign,
-            ).envelope
+            job.envelope = self._envelope(*_build_values(job))
         except Exception as exc:  # one broken message must not stop the others
             job.broken = str(exc) or type(exc).__name__
+
+    def _build_in_child(self, values: tuple[Any, ...]) -> Envelope:
+        """In the sending child process: the message from `_build_values` (raises)."""
+        return self._envelope(*values)
+
+    def _envelope(
+        self,
+        email: str,
+        public_id: str,
+        first_name: str | None,
+        symptoms: frozenset[str],
+        campaign_key: str,
+        step_key: str,
+        ref: str,
+    ) -> Envelope:
+        from .outgoing import build  # Jinja, MJML and MIME: not loaded by an idle run
+
+        campaign, step = self._steps[campaign_key, step_key]
+        return build(
+            self.config,
+            self.renderer,
+            self.tokens,
+            email=email,
+            public_id=public_id,
+            first_name=first_name,
+            symptoms=symptoms,
+            campaign=campaign,
+            step=step,
+            ref=ref,
+            date=self.clock(),
+            sign=self.sign,
+        ).envelope
+
+    @cached_property
+    def _steps(self) -> dict[tuple[str, str], tuple[Campaign, Step]]:
+        """Every (campaign, step) this config can send, by key: what a job names."""
+        found = {(c.key, s.key): (c, s) for c in self.config.campaigns for s in c.steps}
+        found.update(
+            {(n.campaign_key, n.key): (n.campaign, n.step) for n in self.config.newsletters}
+        )
+        return found
 
     def _send(self, chunk: list[Job]) -> None:
         """Claim built messages (one commit, with the outcomes so far) and hand them over."""
@@ -752,12 +797,15 @@ class Sender:
                 self.summary.failed += 1
                 self.summary.errors += 1
         assert self.postman is not None
-        handed = []
-        for job in chunk:
-            if job.ref in claimed and job.envelope is not None and job.broken is None:
-                self._in_flight[job.ref] = job
-                handed.append((job, job.envelope))
-        self.postman.hand(handed)  # the whole batch at once: one write to a sending child
+        handed = [job for job in chunk if job.ref in claimed and job.broken is None]
+        for job in handed:
+            self._in_flight[job.ref] = job
+        from .postman import ProcessPostman  # loaded already: there is mail to send
+
+        if isinstance(self.postman, ProcessPostman) and self.postman.build is not None:
+            self.postman.hand([(job, _build_values(job)) for job in handed])  # it builds
+        else:
+            self.postman.hand([(job, job.envelope) for job in handed if job.envelope])
 
     def _pause(self, seconds: float) -> None:
         if self._in_flight:
@@ -811,6 +859,10 @@ class Sender:
             else:
                 self._finish(job, FAILED, now, error=str(error))
                 self._refused(error)
+        elif isinstance(error, BuildFailed):  # in the sending child: as in _send
+            self._finish(job, FAILED, now, error=f"could not build the email: {error}")
+            self.summary.failed += 1
+            self.summary.errors += 1
         else:  # a bug or a surprise: this message fails, the run goes on
             self._finish(job, FAILED, now, error=f"drip error: {type(error).__name__}: {error}")
             self.summary.failed += 1

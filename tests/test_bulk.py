@@ -224,9 +224,9 @@ def test_every_claim_is_recorded_before_the_run_ends(project, sink):
     assert statuses == {"sent": 50}
 
 
-def test_in_a_big_run_one_message_that_cannot_be_built_fails_alone(project, sink):
-    """From BIG_RUN emails a forked process sends; a message drip cannot build fails
-    alone with its reason, as in a small run (test_faults), the others all go."""
+def test_a_big_run_builds_in_the_sending_process_and_one_bad_message_fails_alone(project, sink):
+    """From BIG_RUN emails, the forked sending process renders too; a message it
+    cannot build fails alone with its reason, as in a small run (test_faults)."""
     addresses = seed(project, BIG_RUN + 16)
     engine = db.make_engine(project.database_url)
     with engine.begin() as conn:  # e.g. an old row from before validation was strict

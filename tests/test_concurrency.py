@@ -93,7 +93,7 @@ def test_kill_9_mid_run_with_8_connections_then_rerun_never_twice(any_project, s
     per_recipient = Counter(m.recipient for m in sink.received)
     assert max(per_recipient.values()) == 1, "an email was sent twice"
     found = statuses(any_project)
-    # the documented bound: at most 2 x connections claimed and not yet recorded
+    # the documented bound: at most IN_FLIGHT_PER_CONNECTION x connections claimed and not recorded
     assert found["in_doubt"] <= IN_FLIGHT_PER_CONNECTION * connections
     assert found["sent"] + found["in_doubt"] == 200
     missing = set(addresses) - set(per_recipient)
