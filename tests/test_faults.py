@@ -258,9 +258,7 @@ def test_a_421_drops_that_connection_and_the_run_goes_on(project, relay):
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
-def test_mail_rcpt_and_data_go_in_one_write_when_the_relay_offers_pipelining(
-    project, pipelining
-):
+def test_mail_rcpt_and_data_go_in_one_write_when_the_relay_offers_pipelining(project, pipelining):
     relay = ScriptedSMTP(pipelining=pipelining).start()
     try:
         add(project, *[f"p{i}@example.org" for i in range(5)])
