@@ -16,9 +16,10 @@ import os
 import queue
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
@@ -116,78 +117,70 @@ class Postman(Generic[T]):
 
 
 class ProcessPostman(Generic[T]):
-    """The send stage in child processes, for big runs over SMTP.
+    """The build and send stages in two child processes, for big runs over SMTP.
 
-    The sending child holds `workers` connections (one thread each, waiting on the
-    relay). With `build`, a second child renders and composes every message from
-    the few plain values the parent hands it and passes it on to the sending child,
-    so the parent keeps planning and the database, the builder the CPU work of a
-    message, each with an interpreter of its own. (Building in the sending child
-    was measured slower: its connection threads and the builder fought over one
-    interpreter lock.) A message the builder cannot build comes back as a
-    BuildFailed outcome. The children are forked (no re-import, the same templates
-    and keys) and die with the parent: a `kill -9` of `drip send` closes the pipes
-    and they exit at once (its unrecorded claims are then in doubt, within the same
-    bound as with threads).
+    The builder renders and composes each message from the few plain values the
+    parent hands it, *ahead* of the claim, and passes the bytes on to the sending
+    child, which holds them until the parent, having committed the claim, releases
+    them (or drops them: the claim was lost). The sending child has `workers`
+    connections, one thread each, waiting on the relay. So the parent keeps
+    planning and the database, the builder the CPU work of a message, each with an
+    interpreter of its own (building in the sending child was measured slower: its
+    connection threads and the builder fought over one interpreter lock), and
+    building is off the path from claim to relay. A message the builder cannot
+    build comes back, once released, as a BuildFailed outcome.
+
+    Both children are forked (no re-import, the same templates and keys) and die
+    with the parent: a `kill -9` of `drip send` closes the pipes and they exit at
+    once, so nothing unclaimed is ever sent, and the claimed, unrecorded messages
+    are in doubt within the same bound as with threads.
     """
 
-    def __init__(
-        self,
-        settings: SMTPSettings,
-        workers: int,
-        build: Callable[[Any], Envelope] | None = None,
-    ):
-        self.build = build
+    def __init__(self, settings: SMTPSettings, workers: int, build: Callable[[Any], Envelope]):
         context = multiprocessing.get_context("fork")
-        # pipes are (reader, writer); every process closes the ends it does not use,
-        # so that a reader sees the end of its pipe once its writers are gone
-        sender_tasks, to_sender = context.Pipe(duplex=False)
-        self._results, results = context.Pipe(duplex=False)
-        builder_tasks, to_builder = context.Pipe(duplex=False) if build else (None, None)
-        self._children = [
-            context.Process(
-                target=_sender,
-                args=(settings, workers, sender_tasks, results),
-                kwargs={"unused": [to_sender, self._results, builder_tasks, to_builder]},
-                name="drip-smtp",
-                daemon=True,
-            )
-        ]
-        self._children[0].start()
-        sender_tasks.close()
-        results.close()
-        self._tasks = to_sender
-        if build is not None:
-            assert builder_tasks is not None and to_builder is not None
-            builder = context.Process(
-                target=_builder,
-                args=(build, builder_tasks, to_sender),
-                kwargs={"unused": [to_builder, self._results]},
-                name="drip-build",
-                daemon=True,
-            )
-            builder.start()
-            self._children.insert(0, builder)  # stopped first, it stops the sender
-            builder_tasks.close()
-            to_sender.close()
-            self._tasks = to_builder
-        self._items: dict[int, T] = {}
-        self._next = 0
+        # pipes are (reader, writer); each process closes the ends it does not use,
+        # so a reader sees the end of its pipe once every writer is gone
+        builder_tasks, self._builds = context.Pipe(duplex=False)  # parent -> builder
+        built, to_sender = context.Pipe(duplex=False)  # builder -> sender
+        orders, self._orders = context.Pipe(duplex=False)  # parent -> sender
+        self._results, results = context.Pipe(duplex=False)  # sender -> parent
+        ends = [builder_tasks, self._builds, built, to_sender, orders, self._orders, results]
+        sender = context.Process(
+            target=_sender,
+            args=(settings, workers, built, orders, results),
+            kwargs={"unused": [e for e in ends if e not in (built, orders, results)]},
+            name="drip-smtp",
+            daemon=True,
+        )
+        builder = context.Process(
+            target=_builder,
+            args=(build, builder_tasks, to_sender),
+            kwargs={"unused": [e for e in ends if e not in (builder_tasks, to_sender)]},
+            name="drip-build",
+            daemon=True,
+        )
+        self._children = [builder, sender]
+        for child in self._children:
+            child.start()
+        for end in (builder_tasks, built, to_sender, orders, results):
+            end.close()
+        self._items: dict[str, T] = {}
 
-    def hand(self, batch: Sequence[tuple[T, Any]]) -> None:
-        """(item, work) pairs, in one write to the child (a pipe write wakes it: one
-        per batch, not per message). `work`: the Envelope, or with `build`, what the
-        builder builds it from."""
-        tasks: list[tuple[Any, ...]] = []
-        for item, work in batch:
-            self._next += 1
-            self._items[self._next] = item
-            if self.build is None:
-                tasks.append((self._next, work.sender, work.recipient, work.data))
-            else:
-                tasks.append((self._next, work))
-        if tasks:
-            self._tasks.send(tasks)
+    def prepare(self, batch: Sequence[tuple[str, T, Any]]) -> None:
+        """(key, item, work) triples to build now, in one write to the builder; none
+        is sent before `release` names it."""
+        for key, item, _ in batch:
+            self._items[key] = item
+        if batch:
+            self._builds.send([(key, work) for key, _, work in batch])
+
+    def release(self, keys: Sequence[str], dropped: Sequence[str] = ()) -> None:
+        """Send these prepared messages, in this order (their claims are committed);
+        forget the `dropped` ones (their claims were lost)."""
+        for key in dropped:
+            del self._items[key]
+        if keys or dropped:
+            self._orders.send((list(keys), list(dropped)))
 
     def outcomes(self, wait: float | None = 0) -> list[Outcome[T]]:
         found: list[Outcome[T]] = []
@@ -200,14 +193,16 @@ class ProcessPostman(Generic[T]):
                 return found
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._tasks.send(None)  # the builder passes it on to the sender
+        """Let the released messages go, drop what was only prepared, and wait."""
+        for end in (self._builds, self._orders):
+            with contextlib.suppress(OSError):
+                end.send(None)
         for child in self._children:
             child.join(60)
             if child.is_alive():  # pragma: no cover - a wedged child
                 child.kill()
-        self._tasks.close()
-        self._results.close()
+        for end in (self._builds, self._orders, self._results):
+            end.close()
 
     def __enter__(self) -> Self:
         return self
@@ -218,24 +213,23 @@ class ProcessPostman(Generic[T]):
         self.stop()
 
 
-def _in_child(unused: Sequence[Connection | None]) -> None:
+def _in_child(unused: Sequence[Connection]) -> None:
     """Be killed the moment the parent dies (Linux; belt and braces with the pipes),
     and let go of the pipe ends this process does not use."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     for end in unused:
-        if end is not None:
-            end.close()
+        end.close()
 
 
 def _builder(
     build: Callable[[Any], Envelope],
     tasks: Connection,
     sender: Connection,
-    unused: Sequence[Connection | None],
+    unused: Sequence[Connection],
 ) -> None:
-    """Build each batch of messages and pass it on to the sending child in one write;
-    a message that cannot be built goes on as its reason alone."""
+    """Build each batch and pass it on to the sending child in one write; a message
+    that cannot be built goes on as its reason alone."""
     _in_child(unused)
     while True:
         try:
@@ -243,7 +237,6 @@ def _builder(
         except (EOFError, OSError):
             os._exit(0)  # the parent is gone: stop at once
         if task is None:
-            sender.send(None)
             os._exit(0)
         built: list[tuple[Any, ...]] = []
         for key, work in task:
@@ -259,41 +252,70 @@ def _builder(
 def _sender(
     settings: SMTPSettings,
     workers: int,
-    tasks: Connection,
+    built: Connection,
+    orders: Connection,
     results: Connection,
-    unused: Sequence[Connection | None],
+    unused: Sequence[Connection],
 ) -> None:
+    """Hold what the builder built until the parent releases it, then send it."""
     _in_child(unused)
     transport = SMTPTransport(settings)
-    postman: Postman[int] = Postman(transport, workers)
+    postman: Postman[str] = Postman(transport, workers)
+    held: dict[str, Envelope | str] = {}  # built, not yet released (str: why it was not)
+    waiting: deque[str] = deque()  # released, in order, some maybe not yet built
+    dropped: set[str] = set()  # dropped before the builder was done with them
 
     def forward() -> None:  # outcomes back to the parent as they come, those ready together
         while True:
             found = postman.outcomes(None)
-            done = [(o.item, _flatten(o.error)) for o in found if o.item != 0]
+            done = [(o.item, _flatten(o.error)) for o in found if o.item]
             if done:
                 results.send(done)
             if len(done) < len(found):
                 return
 
+    def go() -> None:  # hand over the released messages that are built, in order
+        ready = []
+        while waiting and waiting[0] in held:
+            key = waiting.popleft()
+            envelope = held.pop(key)
+            if isinstance(envelope, str):
+                postman.report(key, BuildFailed(envelope))
+            else:
+                ready.append((key, envelope))
+        postman.hand(ready)
+
     forwarder = threading.Thread(target=forward, daemon=True)
     forwarder.start()
-    while True:
-        try:
-            task = tasks.recv()
-        except (EOFError, OSError):
-            os._exit(0)  # the parent is gone: stop at once, send nothing more
-        if task is None:
-            break
-        envelopes = []
-        for key, *work in task:
-            if len(work) == 1:  # the builder could not build it: its reason
-                postman.report(key, BuildFailed(work[0]))
+    inputs = [built, orders]
+    while orders in inputs or (waiting and built in inputs):
+        for end in cast("list[Connection]", wait(inputs)):
+            message: Any
+            try:
+                message = end.recv()
+            except (EOFError, OSError):
+                if end is orders:
+                    os._exit(0)  # the parent is gone: stop at once, send nothing more
+                message = None
+            if message is None:
+                inputs.remove(end)
+            elif end is built:
+                for key, *work in message:
+                    if key in dropped:
+                        dropped.discard(key)
+                    else:
+                        held[key] = work[0] if len(work) == 1 else Envelope(*work)
             else:
-                envelopes.append((key, Envelope(*work)))
-        postman.hand(envelopes)
+                keys, lost = message
+                waiting.extend(keys)
+                for key in lost:
+                    if held.pop(key, None) is None:
+                        dropped.add(key)
+            go()
+    for key in waiting:  # released, and the builder died before building them
+        postman.report(key, BuildFailed("the build process ended before building it"))
     postman.stop()
-    postman.report(0, None)  # let the forwarder finish
+    postman.report("", None)  # let the forwarder finish
     forwarder.join()
     transport.close()
     os._exit(0)
@@ -336,10 +358,10 @@ def make_postman(
     transport: Transport,
     workers: int,
     separate_process: bool,
-    build: Callable[[Any], Envelope] | None = None,
+    build: Callable[[Any], Envelope],
 ) -> Any:
-    """A ProcessPostman for SMTP when asked for (big runs; `build` then runs in the
-    child), else threads here (the caller builds)."""
+    """A ProcessPostman for SMTP when asked for (big runs: `build` then runs in the
+    builder child), else threads here (the caller builds)."""
     if separate_process and isinstance(transport, SMTPTransport):
         return ProcessPostman(transport.settings, workers, build)
     return Postman(transport, workers)

@@ -4,10 +4,11 @@ The stages, each in its own place:
 - plan (here, `_planned`): the due enrollments in batches; steps whose rule does
   not match are recorded as skipped, steps outside the send window wait; at most
   one email per subscriber per campaign per run.
-- render + compose (`outgoing.build`): Jinja per subscriber, MIME bytes.
+- render + compose (`outgoing.build`): Jinja per subscriber, MIME bytes; for a
+  big run, ahead of the claim in a builder process (`postman.ProcessPostman`).
 - claim (`claims.claim`): a few messages at a time, committed before any SMTP talk.
 - send (`postman.Postman`): N connections, each with its own thread; for a big
-  run of `drip send`, in a child process (`postman.ProcessPostman`).
+  run, in a sending child process that sends only what was claimed.
 - record (`claims.record`): results in batches, with each enrollment's next step.
 
 The guarantees and how they are kept:
@@ -19,8 +20,8 @@ The guarantees and how they are kept:
 - Never after unsubscribing: each claim is conditional on the patient being
   active, unpaused, unsuppressed and in the series *at claim time*, and a
   claimed message reaches the relay within about a second (at most
-  2 x connections messages are claimed and not yet recorded).
-- In doubt: a crash leaves at most those 2 x connections rows `claimed`. The next
+  4 x connections messages are claimed and not yet recorded).
+- In doubt: a crash leaves at most those 4 x connections rows `claimed`. The next
   run marks them `in_doubt`, holds those subscribers' campaigns, never resends
   them silently, and reports them until an operator resolves them.
 """
@@ -36,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -683,8 +684,8 @@ class Sender:
                 separate_process=self.separate_process and max(len(jobs), self._due) >= BIG_RUN,
                 build=self._build_in_child,
             )
-        # a child process that sends also renders (the other core); else build here
-        build_here = getattr(self.postman, "build", None) is None
+        # big runs: a builder process builds ahead while the relay works; else here
+        builder = self._builder
         pending, ready = deque(jobs), deque[Job]()  # planned; built and not yet claimed
         batch = max(1, self.max_in_flight // 2)  # claims per commit, at least
         while (pending or ready) and self.summary.stopped is None:
@@ -702,16 +703,31 @@ class Sender:
                 self._send([ready.popleft() for _ in range(count)])
             elif pending and len(ready) < self.max_in_flight:
                 # build the next messages while the relay works on the claimed ones
-                job = pending.popleft()
-                if build_here:
+                if builder is not None:
+                    ahead = [
+                        pending.popleft() for _ in range(len(ready), self.max_in_flight) if pending
+                    ]
+                    builder.prepare([(job.ref, job, _build_values(job)) for job in ahead])
+                    ready.extend(ahead)
+                else:
+                    job = pending.popleft()
                     self._build(job)
-                ready.append(job)
+                    ready.append(job)
                 self._collect(wait=0)
             elif self._in_flight:
                 self._collect(wait=None)
             else:
                 self._write()
                 self._commit()
+        if builder is not None and ready:  # planned, never claimed (the run stopped)
+            builder.release([], [job.ref for job in ready])
+
+    @property
+    def _builder(self) -> ProcessPostman[Job] | None:
+        """The postman's builder process, when it has one (big runs over SMTP)."""
+        from .postman import ProcessPostman  # loaded already: there is mail to send
+
+        return self.postman if isinstance(self.postman, ProcessPostman) else None
 
     def _build(self, job: Job) -> None:
         """Render and compose one message; a failure is kept with the job, not raised."""
@@ -800,12 +816,15 @@ class Sender:
         handed = [job for job in chunk if job.ref in claimed and job.broken is None]
         for job in handed:
             self._in_flight[job.ref] = job
-        from .postman import ProcessPostman  # loaded already: there is mail to send
-
-        if isinstance(self.postman, ProcessPostman) and self.postman.build is not None:
-            self.postman.hand([(job, _build_values(job)) for job in handed])  # it builds
-        else:
-            self.postman.hand([(job, job.envelope) for job in handed if job.envelope])
+        builder = self._builder
+        if builder is not None:  # built ahead: send the claimed, forget the others
+            builder.release(
+                [job.ref for job in handed], [job.ref for job in chunk if job.ref not in claimed]
+            )
+        else:  # the whole batch at once
+            cast("Postman[Job]", self.postman).hand(
+                [(job, job.envelope) for job in handed if job.envelope]
+            )
 
     def _pause(self, seconds: float) -> None:
         if self._in_flight:

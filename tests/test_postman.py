@@ -1,0 +1,78 @@
+"""The forked build and send stages (postman.ProcessPostman) against a real SMTP server:
+what is only prepared is never sent, what is released goes out in order, what the
+builder cannot build comes back as its reason."""
+
+from __future__ import annotations
+
+import time
+
+from drip.message import BuildFailed, Envelope
+from drip.postman import ProcessPostman
+from drip.transport import SMTPSettings
+
+
+def build(work: tuple[str, str]) -> Envelope:
+    """What the builder process runs: an Envelope from plain values (raises like a
+    template error would for a recipient named 'broken')."""
+    recipient, body = work
+    if recipient.startswith("broken"):
+        raise ValueError("template error on line 3")
+    return Envelope("care@clinic.test", recipient, f"Subject: {body}\r\n\r\n{body}\r\n".encode())
+
+
+def settings(sink) -> SMTPSettings:
+    return SMTPSettings.from_url(sink.url + "&connections=2")
+
+
+def outcomes_of(postman: ProcessPostman[str], count: int) -> dict[str, BaseException | None]:
+    found: dict[str, BaseException | None] = {}
+    deadline = time.monotonic() + 30
+    while len(found) < count and time.monotonic() < deadline:
+        for outcome in postman.outcomes(1.0):
+            found[outcome.item] = outcome.error
+    return found
+
+
+def test_only_released_messages_are_sent_in_order_and_dropped_ones_never(sink):
+    postman: ProcessPostman[str] = ProcessPostman(settings(sink), 1, build)
+    try:
+        postman.prepare(
+            [(f"k{i}", f"item{i}", (f"p{i}@example.org", f"hello {i}")) for i in range(6)]
+        )
+        postman.release(["k0", "k2", "k1"], dropped=["k3"])  # k3's claim was lost
+        found = outcomes_of(postman, 3)
+        assert found == {"item0": None, "item2": None, "item1": None}
+        postman.release(["k5"], dropped=["k4"])
+        assert outcomes_of(postman, 1) == {"item5": None}
+    finally:
+        postman.stop()  # k4 was dropped; nothing else was only prepared
+    got = [m.recipient for m in sink.received]
+    assert got == ["p0@example.org", "p2@example.org", "p1@example.org", "p5@example.org"]
+
+
+def test_stopping_sends_what_was_released_and_nothing_only_prepared(sink):
+    postman: ProcessPostman[str] = ProcessPostman(settings(sink), 2, build)
+    postman.prepare([(f"k{i}", f"item{i}", (f"p{i}@example.org", "x")) for i in range(20)])
+    postman.release([f"k{i}" for i in range(5)])
+    postman.stop()  # at once: the five released still go, the other fifteen never
+    assert sorted(m.recipient for m in sink.received) == [f"p{i}@example.org" for i in range(5)]
+
+
+def test_a_message_the_builder_cannot_build_comes_back_with_its_reason(sink):
+    postman: ProcessPostman[str] = ProcessPostman(settings(sink), 2, build)
+    try:
+        postman.prepare(
+            [
+                ("a", "first", ("a@example.org", "x")),
+                ("b", "second", ("broken@example.org", "x")),
+                ("c", "third", ("c@example.org", "x")),
+            ]
+        )
+        postman.release(["a", "b", "c"])
+        found = outcomes_of(postman, 3)
+    finally:
+        postman.stop()
+    assert found["first"] is None and found["third"] is None
+    assert isinstance(found["second"], BuildFailed)
+    assert "template error on line 3" in str(found["second"])
+    assert sorted(m.recipient for m in sink.received) == ["a@example.org", "c@example.org"]
