@@ -1,5 +1,6 @@
 """A lean SMTP relay on 127.0.0.1 that answers each message after a delay, like a
-remote relay does (the network round trip plus its own queueing).
+remote relay does (the network round trip plus its own queueing). Like real relays it
+offers PIPELINING (RFC 2920).
 
     python bench/slow_relay.py PORT [LATENCY_SECONDS]
 
@@ -18,7 +19,9 @@ async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
         while line := await reader.readline():
             verb = line[:4].upper()
             if verb in (b"EHLO", b"HELO"):
-                writer.write(b"250-slow-relay\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                writer.write(
+                    b"250-slow-relay\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n"
+                )
             elif verb == b"DATA":
                 writer.write(b"354 go ahead\r\n")
                 await writer.drain()
