@@ -1,8 +1,10 @@
 """The send stage: worker threads, one SMTP connection each, carrying claimed messages.
 
-The main thread hands over (item, envelope) pairs and collects outcomes; only
-the main thread touches the database. SMTP is waiting, not computing, so threads
-overlap it well: throughput is about connections / per-message latency.
+Postman: the main thread hands over (item, envelope) pairs and collects
+outcomes; only the main thread touches the database. ProcessPostman (big runs):
+the same threads in a child process, fed by a builder process (see there).
+SMTP is waiting, not computing, so threads overlap it well: throughput is about
+connections / per-message latency.
 After a worker finds the relay unreachable, every other message still queued
 comes back unsent (TransportUnavailable), so its claim can be put back.
 """

@@ -238,7 +238,7 @@ class Job:
 
 def _build_values(job: Job) -> tuple[Any, ...]:
     """What building `job`'s message takes, in plain values (cheap to pass to the
-    sending child process): Sender._envelope's arguments."""
+    builder process): Sender._envelope's arguments."""
     return (
         job.email,
         job.public_id,
@@ -676,13 +676,13 @@ class Sender:
         if self.postman is None and self.transport is not None and not self.dry_run and jobs:
             from .postman import make_postman  # threads and processes: only with mail to send
 
-            # a big run sends from a child process, so SMTP gets the second core
+            # a big run builds and sends from two child processes: both cores work
             self.postman = make_postman(
                 self.transport,
                 connections_of(self.transport),
                 # by what is due, not by this batch: a worker's first lease can be small
                 separate_process=self.separate_process and max(len(jobs), self._due) >= BIG_RUN,
-                build=self._build_in_child,
+                build=self._build_in_builder,
             )
         # big runs: a builder process builds ahead while the relay works; else here
         builder = self._builder
@@ -725,6 +725,8 @@ class Sender:
     @property
     def _builder(self) -> ProcessPostman[Job] | None:
         """The postman's builder process, when it has one (big runs over SMTP)."""
+        if self.postman is None:
+            return None
         from .postman import ProcessPostman  # loaded already: there is mail to send
 
         return self.postman if isinstance(self.postman, ProcessPostman) else None
@@ -736,8 +738,8 @@ class Sender:
         except Exception as exc:  # one broken message must not stop the others
             job.broken = str(exc) or type(exc).__name__
 
-    def _build_in_child(self, values: tuple[Any, ...]) -> Envelope:
-        """In the sending child process: the message from `_build_values` (raises)."""
+    def _build_in_builder(self, values: tuple[Any, ...]) -> Envelope:
+        """In the builder process: the message from `_build_values` (raises)."""
         return self._envelope(*values)
 
     def _envelope(
@@ -878,7 +880,7 @@ class Sender:
             else:
                 self._finish(job, FAILED, now, error=str(error))
                 self._refused(error)
-        elif isinstance(error, BuildFailed):  # in the sending child: as in _send
+        elif isinstance(error, BuildFailed):  # in the builder process: as in _send
             self._finish(job, FAILED, now, error=f"could not build the email: {error}")
             self.summary.failed += 1
             self.summary.errors += 1
