@@ -6,7 +6,10 @@
 Two setups, each timing the real `drip send` command (a subprocess, SQLite, real
 SMTP) against a raw sender in the same run: the same number of prebuilt drip
 messages pushed over the same number of smtplib connections, one thread each,
-i.e. what the wire allows with no database, no rendering and no bookkeeping.
+i.e. what the wire allows with no database, no rendering and no bookkeeping
+(smtplib's sendmail: one command per round trip). Also reported: the same raw
+sender with MAIL, RCPT and DATA pipelined (RFC 2920), as drip itself sends when
+the server offers it.
   1. local: Postfix's C `smtp-sink` (the machine is the only limit);
   2. relay: bench/slow_relay.py, which answers each message after 50 ms, as a
      remote relay does (throughput is then about connections / latency).
@@ -74,6 +77,38 @@ def raw_blast(port: int, count: int, connections: int, message: bytes) -> float:
     return time.perf_counter() - start
 
 
+def raw_pipelined(port: int, count: int, connections: int, message: bytes) -> float:
+    """The same with MAIL, RCPT and DATA in one write (RFC 2920), as drip sends when the
+    server offers PIPELINING: what the wire allows once round trips are halved."""
+    per = [count // connections + (i < count % connections) for i in range(connections)]
+    data = message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+    def worker(n: int, offset: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as conn:
+            conn.ehlo()
+            if not conn.has_extn("pipelining"):
+                raise SystemExit("the server does not offer PIPELINING")
+            for i in range(n):
+                conn.send(
+                    f"MAIL FROM:<care@clinic.test>\r\nRCPT TO:<p{offset + i}@example.org>\r\n"
+                    "DATA\r\n".encode()
+                )
+                replies = [conn.getreply()[0] for _ in range(3)]
+                if replies != [250, 250, 354]:
+                    raise SystemExit(f"unexpected replies {replies}")
+                conn.send(data)
+                if conn.getreply()[0] != 250:
+                    raise SystemExit("message refused")
+
+    threads = [threading.Thread(target=worker, args=(n, sum(per[:i]))) for i, n in enumerate(per)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def drip_send(env: dict[str, str], url: str) -> dict[str, float | str]:
     env = {**os.environ, **env, "DRIP_SMTP_URL": url}
     start = time.perf_counter()
@@ -115,6 +150,7 @@ def measure(port: int, count: int, connections: int, message: bytes) -> dict[str
         warm(env)
         drip = drip_send(env, f"smtp://127.0.0.1:{port}?starttls=off&connections={connections}")
     raw = raw_blast(port, count, connections, message)
+    piped = raw_pipelined(port, count, connections, message)
     return {
         "emails": count,
         "connections": connections,
@@ -123,6 +159,8 @@ def measure(port: int, count: int, connections: int, message: bytes) -> dict[str
         "raw_seconds": round(raw, 2),
         "raw_emails_per_second": round(count / raw),
         "ratio_drip_to_raw": round(raw / float(drip["seconds"]), 2),
+        "raw_pipelined_emails_per_second": round(count / piped),
+        "ratio_drip_to_raw_pipelined": round(piped / float(drip["seconds"]), 2),
         "drip_cpu_ms_per_email": round(1000 * float(drip["cpu_seconds"]) / count, 3),
         "drip_peak_rss_mb": round(float(drip["rss_mb"]), 1),
         "drip_summary": drip["summary"],
