@@ -255,7 +255,9 @@ SENDER_GONE = "the sending process ended unexpectedly (killed?)"
 
 def _in_child(unused: Sequence[Connection]) -> None:
     """Be killed the moment the parent dies (Linux; belt and braces with the pipes),
-    and let go of the pipe ends this process does not use."""
+    leave Ctrl-C to the parent (it stops the run; here it would only print a
+    traceback), and let go of the pipe ends this process does not use."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     for end in unused:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -43,11 +44,13 @@ def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
         raise AssertionError("drip send hung after its child died") from None
 
 
-def check_rerun(project, sink, addresses: list[str]) -> Counter[str]:
-    """No claim is left; a second run sends the rest, nobody gets an email twice."""
+def check_rerun(project, sink, addresses: list[str], interrupted: bool = False) -> Counter[str]:
+    """No claim is left (after Ctrl-C: as with threads, the next run marks them in
+    doubt); a second run sends the rest, nobody gets an email twice."""
     found = statuses(project)
-    assert found["claimed"] == 0, found
-    assert found["in_doubt"] <= IN_FLIGHT_PER_CONNECTION * CONNECTIONS, found
+    if not interrupted:
+        assert found["claimed"] == 0, found
+    assert found["in_doubt"] + found["claimed"] <= IN_FLIGHT_PER_CONNECTION * CONNECTIONS, found
     sink.handler.delay = 0
     again = project.run("send", "--now", NOW)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -97,3 +100,29 @@ def test_a_builder_killed_while_released_messages_wait_for_it_does_not_hang(proj
     assert found["deferred"] > 0, found  # claimed, never built: given back, not failed
     assert found["failed"] == 0, found
     check_rerun(project, sink, addresses)
+
+
+def test_ctrl_c_on_a_big_run_is_no_traceback_from_the_children(project, sink):
+    """Ctrl-C at a terminal reaches the whole process group: the children leave it to
+    the parent (which stops as a small run does), so no child prints a traceback."""
+    addresses = seed(project, 200)
+    sink.handler.delay = 0.05
+    project.env["DRIP_SMTP_URL"] = sink.url + f"&connections={CONNECTIONS}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drip", "send", "--now", NOW],
+        env=project.full_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as at a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    children(proc.pid)
+    sink.handler.wait_for(20, timeout=60)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = finish(proc)
+    assert proc.returncode != 0, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    time.sleep(0.3)  # what was released still went out
+    final = check_rerun(project, sink, addresses, interrupted=True)
+    assert final["in_doubt"] > 0, final  # claimed, unrecorded: never resent silently
