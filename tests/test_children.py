@@ -64,7 +64,8 @@ def check_rerun(project, sink, addresses: list[str], interrupted: bool = False) 
 
 
 @pytest.mark.parametrize("which", ["builder", "sender"])
-def test_a_killed_child_stops_the_run_with_one_clear_line(project, sink, which):
+def test_a_killed_child_stops_the_run_with_one_clear_line(any_project, sink, which):
+    project = any_project
     addresses = seed(project, 200)
     sink.handler.delay = 0.05  # a slow relay: messages are in flight when the kill lands
     project.env["DRIP_SMTP_URL"] = sink.url + f"&connections={CONNECTIONS}"
