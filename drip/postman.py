@@ -49,6 +49,8 @@ class Outcome(Generic[T]):
 
 
 class Postman(Generic[T]):
+    failed: str | None = None  # threads cannot die alone: never set here
+
     def __init__(self, transport: Transport, workers: int):
         self.transport = transport
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -136,6 +138,11 @@ class ProcessPostman(Generic[T]):
     with the parent: a `kill -9` of `drip send` closes the pipes and they exit at
     once, so nothing unclaimed is ever sent, and the claimed, unrecorded messages
     are in doubt within the same bound as with threads.
+
+    A child that dies alone (killed, out of memory) sets `failed`, and the run
+    stops: what the builder never built comes back unsent (TransportUnavailable, so
+    its claim is put back); what the sending child had been given and never
+    answered comes back InDoubt (it may have reached the relay).
     """
 
     def __init__(self, settings: SMTPSettings, workers: int, build: Callable[[Any], Envelope]):
@@ -167,32 +174,59 @@ class ProcessPostman(Generic[T]):
         for end in (builder_tasks, built, to_sender, orders, results):
             end.close()
         self._items: dict[str, T] = {}
+        self._released: set[str] = set()  # handed to the sending child, not yet answered
+        self._unsent: list[Outcome[T]] = []  # decided here: the sending child is gone
+        self.failed: str | None = None  # why a child ended before its time
+        self._ended = False  # the sending child is gone and all it sent was read
 
     def prepare(self, batch: Sequence[tuple[str, T, Any]]) -> None:
         """(key, item, work) triples to build now, in one write to the builder; none
         is sent before `release` names it."""
         for key, item, _ in batch:
             self._items[key] = item
-        if batch:
-            self._builds.send([(key, work) for key, _, work in batch])
+        if batch and self.failed is None:
+            try:
+                self._builds.send([(key, work) for key, _, work in batch])
+            except OSError:  # never claimed: the caller stops before it would be
+                self.failed = BUILDER_GONE
 
     def release(self, keys: Sequence[str], dropped: Sequence[str] = ()) -> None:
         """Send these prepared messages, in this order (their claims are committed);
         forget the `dropped` ones (their claims were lost)."""
         for key in dropped:
             del self._items[key]
-        if keys or dropped:
+        if not keys and not dropped:
+            return
+        try:
+            if self.failed == SENDER_GONE:
+                raise BrokenPipeError
             self._orders.send((list(keys), list(dropped)))
+        except OSError:  # these never reached the sending child: unsent, give them back
+            self.failed = SENDER_GONE
+            gone = TransportUnavailable(f"{SENDER_GONE}; this email was not sent")
+            self._unsent.extend(Outcome(self._items.pop(key), gone) for key in keys)
+            return
+        self._released.update(keys)
 
     def outcomes(self, wait: float | None = 0) -> list[Outcome[T]]:
-        found: list[Outcome[T]] = []
-        if not self._results.poll(wait):
-            return found
-        while True:
-            for key, error in self._results.recv():
-                found.append(Outcome(self._items.pop(key), _revive(error)))
-            if not self._results.poll(0):
-                return found
+        found, self._unsent = self._unsent, []
+        if not self._ended:
+            try:
+                if self._results.poll(0 if found else wait):
+                    while True:
+                        for key, error in self._results.recv():
+                            self._released.discard(key)
+                            found.append(Outcome(self._items.pop(key), _revive(error)))
+                        if not self._results.poll(0):
+                            break
+            except (EOFError, OSError):  # every outcome it sent was read before this
+                self._ended = True
+                self.failed = SENDER_GONE
+        if self._ended:  # what the sending child had and never answered is in doubt
+            doubt = InDoubt(f"{SENDER_GONE} before reporting this email; the relay may have it")
+            found.extend(Outcome(self._items.pop(key), doubt) for key in sorted(self._released))
+            self._released.clear()
+        return found
 
     def stop(self) -> None:
         """Let the released messages go, drop what was only prepared, and wait."""
@@ -215,9 +249,15 @@ class ProcessPostman(Generic[T]):
         self.stop()
 
 
+BUILDER_GONE = "the build process ended unexpectedly (killed?)"
+SENDER_GONE = "the sending process ended unexpectedly (killed?)"
+
+
 def _in_child(unused: Sequence[Connection]) -> None:
     """Be killed the moment the parent dies (Linux; belt and braces with the pipes),
-    and let go of the pipe ends this process does not use."""
+    leave Ctrl-C to the parent (it stops the run; here it would only print a
+    traceback), and let go of the pipe ends this process does not use."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     for end in unused:
@@ -248,7 +288,10 @@ def _builder(
                 built.append((key, str(exc) or type(exc).__name__))
             else:
                 built.append((key, envelope.sender, envelope.recipient, envelope.data))
-        sender.send(built)
+        try:
+            sender.send(built)
+        except OSError:
+            os._exit(0)  # the sending child is gone; the parent sees it too
 
 
 def _sender(
@@ -266,6 +309,7 @@ def _sender(
     held: dict[str, Envelope | str] = {}  # built, not yet released (str: why it was not)
     waiting: deque[str] = deque()  # released, in order, some maybe not yet built
     dropped: set[str] = set()  # dropped before the builder was done with them
+    unbuilt = TransportUnavailable(f"{BUILDER_GONE} before building this email; not sent")
 
     def forward() -> None:  # outcomes back to the parent as they come, those ready together
         while True:
@@ -278,9 +322,13 @@ def _sender(
 
     def go() -> None:  # hand over the released messages that are built, in order
         ready = []
-        while waiting and waiting[0] in held:
+        # once the builder is gone, what it did not build never will be: unsent
+        while waiting and (waiting[0] in held or built not in inputs):
             key = waiting.popleft()
-            envelope = held.pop(key)
+            envelope = held.pop(key, None)
+            if envelope is None:
+                postman.report(key, unbuilt)
+                continue
             if isinstance(envelope, str):
                 postman.report(key, BuildFailed(envelope))
             else:
@@ -314,8 +362,6 @@ def _sender(
                     if held.pop(key, None) is None:
                         dropped.add(key)
             go()
-    for key in waiting:  # released, and the builder died before building them
-        postman.report(key, BuildFailed("the build process ended before building it"))
     postman.stop()
     postman.report("", None)  # let the forwarder finish
     forwarder.join()

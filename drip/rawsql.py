@@ -14,11 +14,13 @@ is stored is exactly what the ORM stores and reads back.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .models import UTCDateTime
@@ -58,14 +60,29 @@ class Raw:
     def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute `statement` once per row, in one driver call."""
         if rows:
-            self._cursor.executemany(statement.styled(self.dialect), rows)
+            with self._errors(statement):
+                self._cursor.executemany(statement.styled(self.dialect), rows)
 
     def one(self, statement: Statement, params: Mapping[str, Any]) -> None:
-        self._cursor.execute(statement.styled(self.dialect), params)
+        with self._errors(statement):
+            self._cursor.execute(statement.styled(self.dialect), params)
 
     def rows(self, statement: Statement, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        self._cursor.execute(statement.styled(self.dialect), params)
-        return list(self._cursor.fetchall())
+        with self._errors(statement):
+            self._cursor.execute(statement.styled(self.dialect), params)
+            return list(self._cursor.fetchall())
+
+    @contextmanager
+    def _errors(self, statement: Statement) -> Iterator[None]:
+        """The driver's errors as SQLAlchemy's, as the ORM raises them: the CLI turns
+        those into one line and exit 3 (dberrors), never a traceback."""
+        driver = self.dialect.loaded_dbapi
+        try:
+            yield
+        except driver.Error as exc:
+            raise DBAPIError.instance(
+                statement.sql, None, exc, driver.Error, dialect=self.dialect
+            ) from exc
 
     def close(self) -> None:
         self._cursor.close()

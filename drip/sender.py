@@ -843,6 +843,8 @@ class Sender:
         for outcome in outcomes:
             self._in_flight.pop(outcome.item.ref, None)
             self._outcome(outcome)
+        if self.postman.failed is not None and self.summary.stopped is None:
+            self.summary.stopped = self.postman.failed  # a child process died: stop here
         if outcomes and self.progress is not None:
             self.progress(len(outcomes))
 

@@ -137,6 +137,33 @@ def tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def test_a_lock_taken_in_the_middle_of_a_send(project: Project, sink):  # type: ignore[no-untyped-def]
+    """The claims and results go straight to the driver (rawsql.py): its "database is
+    locked" is the same one line and exit 3, and the next run sends each email once."""
+    from test_concurrency import NOW, seed
+
+    seed(project, 30)
+    path = project.root / "drip.db"
+    project.env["DRIP_DATABASE_URL"] = f"sqlite:///{path}?timeout=1"
+    sink.handler.delay = 0.05
+    proc = project.popen("send", "--now", NOW)
+    sink.handler.wait_for(5, timeout=60)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    one_clear_line(result, EXIT_DATABASE, str(path), "is locked", "1 s")
+    sink.handler.delay = 0
+    again = project.run("send", "--now", NOW)
+    assert again.returncode == 0, again.stderr
+    got = [m.recipient for m in sink.received]
+    assert len(got) == len(set(got)), "an email was sent twice"
+
+
 def on(mount: Path, sink_url: str) -> Project:
     project = make_project(mount, FIXTURES / "basic", sink_url)
     assert project.run("subscribers", "add", "kept@example.org", "--now", MON).returncode == 0
