@@ -59,7 +59,7 @@ def test_giving_back_and_sweeping_leases_reads_only_the_leased_rows(any_project)
     postgres, plans = query_plans(
         any_project,
         [
-            (_RELEASE, {"b_run": "0123456789abcdef"}),
+            (text(_RELEASE.sql), {"b_run": "0123456789abcdef"}),  # the very SQL drip runs
             (select(Enrollment.leased_by).where(Enrollment.leased_by.is_not(None)), {}),
         ],
     )
