@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,54 +60,58 @@ def sample_message() -> bytes:
     ).envelope.data
 
 
-def raw_blast(port: int, count: int, connections: int, message: bytes) -> float:
-    """Seconds to push `count` prebuilt messages over `connections` smtplib connections."""
+def over_connections(
+    count: int, connections: int, worker: Callable[[smtplib.SMTP, int, int], None], port: int
+) -> float:
+    """Seconds for `connections` threads, one smtplib connection each, to run `worker`
+    (connection, how many, first recipient number) over `count` messages in all."""
     per = [count // connections + (i < count % connections) for i in range(connections)]
 
-    def worker(n: int, offset: int) -> None:
+    def run(n: int, offset: int) -> None:
         with smtplib.SMTP("127.0.0.1", port) as conn:
-            for i in range(n):
-                conn.sendmail("care@clinic.test", [f"p{offset + i}@example.org"], message)
+            worker(conn, n, offset)
 
-    threads = [threading.Thread(target=worker, args=(n, sum(per[:i]))) for i, n in enumerate(per)]
+    threads = [threading.Thread(target=run, args=(n, sum(per[:i]))) for i, n in enumerate(per)]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return time.perf_counter() - start
+
+
+def raw_blast(port: int, count: int, connections: int, message: bytes) -> float:
+    """Seconds to push `count` prebuilt messages over `connections` smtplib connections."""
+
+    def worker(conn: smtplib.SMTP, n: int, offset: int) -> None:
+        for i in range(n):
+            conn.sendmail("care@clinic.test", [f"p{offset + i}@example.org"], message)
+
+    return over_connections(count, connections, worker, port)
 
 
 def raw_pipelined(port: int, count: int, connections: int, message: bytes) -> float:
     """The same with MAIL, RCPT and DATA in one write (RFC 2920), as drip sends when the
     server offers PIPELINING: what the wire allows once round trips are halved."""
-    per = [count // connections + (i < count % connections) for i in range(connections)]
     data = message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
-    def worker(n: int, offset: int) -> None:
-        with smtplib.SMTP("127.0.0.1", port) as conn:
-            conn.ehlo()
-            if not conn.has_extn("pipelining"):
-                raise SystemExit("the server does not offer PIPELINING")
-            for i in range(n):
-                conn.send(
-                    f"MAIL FROM:<care@clinic.test>\r\nRCPT TO:<p{offset + i}@example.org>\r\n"
-                    "DATA\r\n".encode()
-                )
-                replies = [conn.getreply()[0] for _ in range(3)]
-                if replies != [250, 250, 354]:
-                    raise SystemExit(f"unexpected replies {replies}")
-                conn.send(data)
-                if conn.getreply()[0] != 250:
-                    raise SystemExit("message refused")
+    def worker(conn: smtplib.SMTP, n: int, offset: int) -> None:
+        conn.ehlo()
+        if not conn.has_extn("pipelining"):
+            raise SystemExit("the server does not offer PIPELINING")
+        for i in range(n):
+            conn.send(
+                f"MAIL FROM:<care@clinic.test>\r\nRCPT TO:<p{offset + i}@example.org>\r\n"
+                "DATA\r\n".encode()
+            )
+            replies = [conn.getreply()[0] for _ in range(3)]
+            if replies != [250, 250, 354]:
+                raise SystemExit(f"unexpected replies {replies}")
+            conn.send(data)
+            if conn.getreply()[0] != 250:
+                raise SystemExit("message refused")
 
-    threads = [threading.Thread(target=worker, args=(n, sum(per[:i]))) for i, n in enumerate(per)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start
+    return over_connections(count, connections, worker, port)
 
 
 def drip_send(env: dict[str, str], url: str) -> dict[str, float | str]:
