@@ -51,10 +51,18 @@ class Outcome(Generic[T]):
 class Postman(Generic[T]):
     failed: str | None = None  # threads cannot die alone: never set here
 
-    def __init__(self, transport: Transport, workers: int):
+    def __init__(
+        self,
+        transport: Transport,
+        workers: int,
+        deliver: Callable[[Outcome[T]], None] | None = None,
+    ):
         self.transport = transport
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[Outcome[T]] = queue.SimpleQueue()
+        # where each outcome goes from the connection's own thread (default: a queue
+        # the caller reads with `outcomes`)
+        self._deliver = deliver or self._outcomes.put
         self._unavailable: TransportUnavailable | None = None
         self._threads = [
             threading.Thread(target=self._work, name=f"drip-smtp-{i}", daemon=True)
@@ -99,11 +107,11 @@ class Postman(Generic[T]):
                     self._unavailable = error = exc
                 except Exception as exc:  # recorded against this message; the run goes on
                     error = exc
-            self._outcomes.put(Outcome(item, error))
+            self._deliver(Outcome(item, error))
 
     def report(self, item: T, error: BaseException | None) -> None:
         """An outcome decided without the relay (e.g. a message that could not be built)."""
-        self._outcomes.put(Outcome(item, error))
+        self._deliver(Outcome(item, error))
 
     def stop(self) -> None:
         for _ in self._threads:
@@ -305,20 +313,18 @@ def _sender(
     """Hold what the builder built until the parent releases it, then send it."""
     _in_child(unused)
     transport = SMTPTransport(settings)
-    postman: Postman[str] = Postman(transport, workers)
+    lock = threading.Lock()
+
+    def forward(outcome: Outcome[str]) -> None:  # from each connection's thread, at once
+        flat = (outcome.item, _flatten(outcome.error))
+        with lock, contextlib.suppress(OSError):  # parent gone: the main loop ends it
+            results.send([flat])
+
+    postman: Postman[str] = Postman(transport, workers, deliver=forward)
     held: dict[str, Envelope | str] = {}  # built, not yet released (str: why it was not)
     waiting: deque[str] = deque()  # released, in order, some maybe not yet built
     dropped: set[str] = set()  # dropped before the builder was done with them
     unbuilt = TransportUnavailable(f"{BUILDER_GONE} before building this email; not sent")
-
-    def forward() -> None:  # outcomes back to the parent as they come, those ready together
-        while True:
-            found = postman.outcomes(None)
-            done = [(o.item, _flatten(o.error)) for o in found if o.item]
-            if done:
-                results.send(done)
-            if len(done) < len(found):
-                return
 
     def go() -> None:  # hand over the released messages that are built, in order
         ready = []
@@ -335,8 +341,6 @@ def _sender(
                 ready.append((key, envelope))
         postman.hand(ready)
 
-    forwarder = threading.Thread(target=forward, daemon=True)
-    forwarder.start()
     inputs = [built, orders]
     while orders in inputs or (waiting and built in inputs):
         for end in cast("list[Connection]", wait(inputs)):
@@ -363,8 +367,6 @@ def _sender(
                         dropped.add(key)
             go()
     postman.stop()
-    postman.report("", None)  # let the forwarder finish
-    forwarder.join()
     transport.close()
     os._exit(0)
 
