@@ -112,7 +112,7 @@ MAX_IDENTICAL_REFUSALS = 5
 # "No such mailbox" for every address in a row is a misrouted relay, not a list.
 MAX_BOUNCES_IN_A_ROW = 20
 IN_FLIGHT_PER_CONNECTION = 4  # claimed and not yet recorded, per connection
-BIG_RUN = 64  # emails due from which SMTP runs in its own process
+BIG_RUN = 64  # emails due from which building and SMTP run in processes of their own
 # PostgreSQL: a sender leases this many times its in-flight bound per planning batch
 # (at least MIN_LEASE), so several senders split the due work finely and finish together
 LEASE_PER_IN_FLIGHT = 4
@@ -686,7 +686,7 @@ class Sender:
             )
         # big runs: a builder process builds ahead while the relay works; else here
         builder = self._builder
-        pending, ready = deque(jobs), deque[Job]()  # planned; built and not yet claimed
+        pending, ready = deque(jobs), deque[Job]()  # planned; built (or building), unclaimed
         batch = max(1, self.max_in_flight // 2)  # claims per commit, at least
         while (pending or ready) and self.summary.stopped is None:
             # outcomes not yet written go into the claim's own transaction, so only
