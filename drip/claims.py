@@ -14,7 +14,7 @@ committed together after the server answered.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -143,8 +143,11 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
     """Claim these messages (not committed here); the refs actually claimed."""
     if not claims:
         return set()
-    raw = Raw(session)
-    when = raw.when(now)
+    with Raw(session) as raw:
+        return _claim(raw, claims, run_id, raw.when(now))
+
+
+def _claim(raw: Raw, claims: Sequence[Claim], run_id: str, when: Any) -> set[str]:
     batches: dict[bool, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
         False: ([], []),
         True: ([], []),
@@ -171,72 +174,53 @@ def claim(session: Session, claims: Sequence[Claim], run_id: str, now: datetime)
         statement, names = _claimed(len(part))
         found = raw.rows(statement, dict(zip(names, (c.ref for c in part), strict=True)))
         claimed.update(ref for ref, status, run in found if status == CLAIMED and run == run_id)
-    raw.close()
     return claimed
 
 
-def record(session: Session, results: Iterable[Result], run_id: str, now: datetime) -> None:
-    """Write what the server said for each claimed message (not committed here)."""
-    results = list(results)
-    if not results:
-        return
-    raw = Raw(session)
-    when = raw.when
-    at = when(now)
-    raw.many(
-        _RECORD,
-        [
-            {
-                "b_ref": r.ref,
-                "b_status": r.status,
-                "b_error": r.error[:2000] if r.error else None,
-                "b_sent_at": when(r.sent_at),
-                "b_retry_at": when(r.retry_at),
-                "b_message_id": r.message_id,
-                "b_uncount": 1 if r.give_back else 0,
-                "b_run": run_id,
-                "b_now": at,
-            }
-            for r in results
-        ],
-    )
-    raw.close()
-
-
-def set_next(
+def record(
     session: Session,
-    plans: Iterable[tuple[int, str, str | None, datetime | None]],
+    results: Sequence[Result],
+    plans: Sequence[tuple[int, str, str | None, datetime | None]],
+    audit_rows: Sequence[dict[str, Any]],
     run_id: str,
+    now: datetime,
 ) -> None:
-    """Store (enrollment id, state, next step, next due) for many enrollments this run
-    leased, and give the leases back."""
-    plans = list(plans)
-    if not plans:
+    """The record stage, on one cursor (not committed here): what the server said for
+    each claimed message; each enrollment's (id, state, next step, next due), with its
+    lease given back; and the audit rows (same columns as audit.record)."""
+    if not (results or plans or audit_rows):
         return
-    raw = Raw(session)
-    when = raw.when
-    raw.many(
-        _SET_NEXT,
-        [
-            {"b_id": eid, "b_state": state, "b_step": step, "b_due": when(due), "b_run": run_id}
-            for eid, state, step, due in plans
-        ],
-    )
-    raw.close()
+    with Raw(session) as raw:
+        when = raw.when
+        at = when(now)
+        raw.many(
+            _RECORD,
+            [
+                {
+                    "b_ref": r.ref,
+                    "b_status": r.status,
+                    "b_error": r.error[:2000] if r.error else None,
+                    "b_sent_at": when(r.sent_at),
+                    "b_retry_at": when(r.retry_at),
+                    "b_message_id": r.message_id,
+                    "b_uncount": 1 if r.give_back else 0,
+                    "b_run": run_id,
+                    "b_now": at,
+                }
+                for r in results
+            ],
+        )
+        raw.many(
+            _SET_NEXT,
+            [
+                {"b_id": eid, "b_state": state, "b_step": step, "b_due": when(due), "b_run": run_id}
+                for eid, state, step, due in plans
+            ],
+        )
+        raw.many(_AUDIT, [{**row, "at": when(row["at"])} for row in audit_rows])
 
 
 def release_leases(session: Session, run_id: str) -> None:
     """Give back every lease this run still holds (messages it did not send)."""
-    raw = Raw(session)
-    raw.one(_RELEASE, {"b_run": run_id})
-    raw.close()
-
-
-def audit_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:
-    """Append many audit entries in one statement (same columns as audit.record)."""
-    if not entries:
-        return
-    raw = Raw(session)
-    when = raw.when
-    raw.many(_AUDIT, [{**entry, "at": when(entry["at"])} for entry in entries])
-    raw.close()
+    with Raw(session) as raw:
+        raw.one(_RELEASE, {"b_run": run_id})

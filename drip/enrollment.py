@@ -58,7 +58,7 @@ class EnrollmentRow:
     """An enrollment as plain values: what the send loop plans with, no ORM object per row.
 
     `refresh` and `apply_plan` change it like an Enrollment; `changed` says whether
-    it must be written back (claims.set_next takes `stored()`).
+    it must be written back (claims.record takes `stored()`).
     """
 
     id: int

@@ -33,7 +33,7 @@ class HeaderInjection(ValueError):
 
 class BuildFailed(Exception):
     """A message could not be rendered or composed (reported by the process that
-    tried, e.g. the sending child: drip/postman.py)."""
+    tried: the builder, drip/postman.py)."""
 
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)

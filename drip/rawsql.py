@@ -87,6 +87,12 @@ class Raw:
     def close(self) -> None:
         self._cursor.close()
 
+    def __enter__(self) -> Raw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def in_list(prefix: str, count: int) -> tuple[str, list[str]]:
     """`(:r0, :r1, ...)` and the parameter names, for an IN over `count` values."""

@@ -238,7 +238,7 @@ class Job:
 
 def _build_values(job: Job) -> tuple[Any, ...]:
     """What building `job`'s message takes, in plain values (cheap to pass to the
-    builder process): Sender._envelope's arguments."""
+    builder process): what Sender._envelope unpacks."""
     return (
         job.email,
         job.public_id,
@@ -682,7 +682,7 @@ class Sender:
                 connections_of(self.transport),
                 # by what is due, not by this batch: a worker's first lease can be small
                 separate_process=self.separate_process and max(len(jobs), self._due) >= BIG_RUN,
-                build=self._build_in_builder,
+                build=self._envelope,
             )
         # big runs: a builder process builds ahead while the relay works; else here
         builder = self._builder
@@ -734,26 +734,15 @@ class Sender:
     def _build(self, job: Job) -> None:
         """Render and compose one message; a failure is kept with the job, not raised."""
         try:
-            job.envelope = self._envelope(*_build_values(job))
+            job.envelope = self._envelope(_build_values(job))
         except Exception as exc:  # one broken message must not stop the others
             job.broken = str(exc) or type(exc).__name__
 
-    def _build_in_builder(self, values: tuple[Any, ...]) -> Envelope:
-        """In the builder process: the message from `_build_values` (raises)."""
-        return self._envelope(*values)
-
-    def _envelope(
-        self,
-        email: str,
-        public_id: str,
-        first_name: str | None,
-        symptoms: frozenset[str],
-        campaign_key: str,
-        step_key: str,
-        ref: str,
-    ) -> Envelope:
+    def _envelope(self, values: tuple[Any, ...]) -> Envelope:
+        """The message from `_build_values` (raises); here, or in the builder process."""
         from .outgoing import build  # Jinja, MJML and MIME: not loaded by an idle run
 
+        email, public_id, first_name, symptoms, campaign_key, step_key, ref = values
         campaign, step = self._steps[campaign_key, step_key]
         return build(
             self.config,
@@ -811,9 +800,7 @@ class Sender:
         self._commit()  # the claim is durable before any SMTP talk
         for job in chunk:
             if job.ref in claimed and job.broken is not None:
-                self._finish(job, FAILED, now, error=f"could not build the email: {job.broken}")
-                self.summary.failed += 1
-                self.summary.errors += 1
+                self._unbuildable(job, job.broken, now)
         assert self.postman is not None
         handed = [job for job in chunk if job.ref in claimed and job.broken is None]
         for job in handed:
@@ -882,14 +869,18 @@ class Sender:
             else:
                 self._finish(job, FAILED, now, error=str(error))
                 self._refused(error)
-        elif isinstance(error, BuildFailed):  # in the builder process: as in _send
-            self._finish(job, FAILED, now, error=f"could not build the email: {error}")
-            self.summary.failed += 1
-            self.summary.errors += 1
+        elif isinstance(error, BuildFailed):  # in the builder process
+            self._unbuildable(job, str(error), now)
         else:  # a bug or a surprise: this message fails, the run goes on
             self._finish(job, FAILED, now, error=f"drip error: {type(error).__name__}: {error}")
             self.summary.failed += 1
             self.summary.errors += 1
+
+    def _unbuildable(self, job: Job, reason: str, now: datetime) -> None:
+        """A claimed message drip could not render or compose: it fails alone."""
+        self._finish(job, FAILED, now, error=f"could not build the email: {reason}")
+        self.summary.failed += 1
+        self.summary.errors += 1
 
     def _finish(self, job: Job, status: str, now: datetime, **result: object) -> None:
         """Record the message's result and plan the enrollment's next step."""
@@ -945,9 +936,7 @@ class Sender:
     def _write(self) -> None:
         """Write the collected results, next steps and audit entries (the caller commits)."""
         now = self.clock()
-        claims.record(self.session, self._results, self.run_id, now)
-        claims.set_next(self.session, self._next, self.run_id)
-        claims.audit_many(self.session, self._audit)
+        claims.record(self.session, self._results, self._next, self._audit, self.run_id, now)
         self._results, self._next, self._audit = [], [], []
 
 
