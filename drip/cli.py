@@ -19,18 +19,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from . import quiet
 from .clock import parse_now
 from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .preview_cli import preview_options, say_if_never_sent, show_preview
 from .settings import Settings, SettingsError
 from .states import Resolution, SubscriberStatus
+from .summary import Summary
 from .words import plural
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-    from .sender import Summary
     from .tokens import Tokens
 
 
@@ -275,6 +276,15 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
 
     now = parse_now(now_text)
     tokens = app.tokens  # settings first: a missing key is one line, before any work
+    url = app.settings.database_url
+    if not dry_run:
+        # cron's usual case: the last run found nothing due before a moment still ahead,
+        # and nothing has been written since (drip/quiet.py); no database layer needed
+        in_doubt = quiet.quiet_summary(url, app.config, now or datetime.now(UTC))
+        if in_doubt is not None:
+            click.echo(f"drip send: {Summary(in_doubt_total=in_doubt).line()}")
+            return
+        quiet.forget(url)
     try:
         transport = (
             None
@@ -330,10 +340,31 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
     except LockBusy as exc:
         click.echo(f"drip send: {exc}; exiting (nothing sent by this run)")
         return
+    if not (dry_run or summary.stopped or summary.errors):
+        remember_if_idle(app, clock(), summary.in_doubt_total)
     for line in summary.planned:
         click.echo(f"  {line}")
     click.echo(f"drip send: {summary.line(dry_run)}")
     sys.exit(send_exit_code(summary))
+
+
+def remember_if_idle(app: App, now: datetime, in_doubt: int) -> None:
+    """After a full run on an SQLite file: when nothing can fall due before some
+    later moment, write that down for the next cron runs (drip/quiet.py)."""
+    from .next_work import next_work
+
+    url = app.settings.database_url
+    if quiet.database_file(url) is None:
+        return
+    app.engine.dispose()  # the files as every other process sees them
+    state = quiet.settled_state(url)
+    if state is None:
+        return
+    with app.session() as session:
+        until = next_work(session, app.config, now)
+    app.engine.dispose()
+    if until is not None:
+        quiet.remember(url, app.config, now, until, in_doubt, state)
 
 
 def send_exit_code(summary: Summary) -> int:

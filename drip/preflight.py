@@ -10,9 +10,6 @@ MJML) is loaded only then: an idle cron run pays for a hash and one row.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -21,23 +18,12 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .models import Meta
+from .quiet import fingerprint
 
 if TYPE_CHECKING:
     from .render import Renderer
 
 VERDICT_KEY = "preflight_passed"
-
-
-def fingerprint(config: Config) -> str:
-    """A hash of everything the check reads: the config file, the templates, drip."""
-    digest = hashlib.sha256(config.path.read_bytes())
-    templates = config.templates_dir.parent  # emails/ and newsletters/
-    for path in sorted(p for p in templates.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(templates)).encode() + b"\0")
-        digest.update(path.read_bytes())
-    with contextlib.suppress(PackageNotFoundError):  # a bare checkout has no version
-        digest.update(version("drip").encode())
-    return digest.hexdigest()
 
 
 def passed_before(config: Config, engine: Engine) -> bool:

@@ -79,9 +79,9 @@ def test_send_with_nothing_due_imports_no_web_framework_and_no_renderer(project,
     assert result["code"] == 0, output
     assert summary(output)["sent"] == 0
     assert len(sink.received) == 1
-    assert [m for m in result["loaded"] if m != "sqlalchemy"] == [], (
-        f"the idle cron path imported {result['loaded']}"
-    )
+    # the first run left its verdict: nothing due before a moment still ahead
+    # (drip/quiet.py), so this run needs no database layer at all
+    assert result["loaded"] == [], f"the idle cron path imported {result['loaded']}"
 
 
 def test_a_send_with_work_does_load_the_renderer(project, sink):
@@ -104,7 +104,7 @@ def test_an_edit_runs_the_check_once_then_the_idle_path_is_small_again(project):
     assert {"drip.checks", "drip.render"} <= set(checked["loaded"]), "the edit was not checked"
     again, output = probe(project, "send", "--now", MON_10)
     assert again["code"] == 0, output
-    assert [m for m in again["loaded"] if m != "sqlalchemy"] == [], again["loaded"]
+    assert again["loaded"] == [], again["loaded"]
 
 
 def test_help_imports_no_web_framework_and_no_database_layer(project):

@@ -1,0 +1,125 @@
+"""When can a `drip send` next find something to do, if nobody writes to the database?
+
+Asked at the end of a full run (drip/quiet.py remembers the answer). Every kind
+of work a run does is listed with the moment it can start:
+  - a series step: the enrollment's next_due_at (planning already moved it past
+    the send window or min_gap), for an active patient who is not paused;
+  - a queued web email: its next attempt;
+  - the retention purge: unsubscribed_at + keep_after_unsubscribe;
+  - a newsletter: each time zone's send instant still ahead; a deferred copy's retry;
+  - a pause that ends (a paused patient may become due for a newsletter).
+None means "now, or cannot tell": a claim still held, a web email being sent, a
+newsletter with someone eligible who did not get it yet (waiting for the window
+or min_gap). Conservative on purpose: a wrong None costs one full run, a wrong
+time would delay an email.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from . import newsletters
+from .config import Config, Newsletter
+from .mailqueue import QUEUED, SENDING
+from .models import (
+    ACTIVE,
+    ENROLLED,
+    UNSUBSCRIBED,
+    Delivery,
+    Enrollment,
+    PendingChange,
+    QueuedMail,
+    Subscriber,
+    Symptom,
+)
+from .schedule import CLAIMED, DEFERRED
+
+NEVER = datetime.max.replace(tzinfo=UTC)  # nothing falls due unless somebody writes
+
+
+def next_work(session: Session, config: Config, now: datetime) -> datetime | None:
+    """The earliest moment after `now` a run could have work; None: now or unknown."""
+    in_progress = (
+        exists().where(Delivery.status == CLAIMED),
+        exists().where(Enrollment.leased_by.is_not(None)),
+        exists().where(QueuedMail.status == SENDING),
+    )
+    if any(session.scalar(select(clause)) for clause in in_progress):
+        return None
+    moments = [
+        # a paused patient's steps wait for the pause to end: that moment is below
+        session.scalar(
+            select(func.min(Enrollment.next_due_at))
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .where(
+                Enrollment.state == ENROLLED,
+                Subscriber.status == ACTIVE,
+                or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
+            )
+        ),
+        session.scalar(
+            select(func.min(QueuedMail.next_attempt_at)).where(QueuedMail.status == QUEUED)
+        ),
+        session.scalar(
+            select(func.min(Subscriber.paused_until)).where(
+                Subscriber.status == ACTIVE, Subscriber.paused_until > now
+            )
+        ),
+    ]
+    left = session.scalar(
+        select(func.min(Subscriber.unsubscribed_at)).where(
+            Subscriber.status == UNSUBSCRIBED,
+            Subscriber.first_name.is_not(None)
+            | Subscriber.id.in_(select(Symptom.subscriber_id))
+            | Subscriber.id.in_(select(PendingChange.subscriber_id)),
+        )
+    )
+    if left is not None:
+        moments.append(left + config.privacy.keep_after_unsubscribe)
+    for newsletter in newsletters.scheduled(session, config):
+        moment = _newsletter(session, config, newsletter, now)
+        if moment is None:
+            return None
+        moments.append(moment)
+    found = [m for m in moments if m is not None]
+    if any(m <= now for m in found):
+        return None
+    return min(found, default=NEVER)
+
+
+def _newsletter(
+    session: Session, config: Config, newsletter: Newsletter, now: datetime
+) -> datetime | None:
+    """When `newsletter` can next have a copy to send (NEVER, unless
+    somebody writes); None: somebody is eligible now or its retry time has come."""
+    assert newsletter.send_at is not None
+    moments = [
+        session.scalar(
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.campaign_key == newsletter.campaign_key, Delivery.status == DEFERRED
+            )
+        )
+    ]
+    window = config.clinic.send_window
+    zones = session.scalars(
+        select(Subscriber.timezone).where(Subscriber.status == ACTIVE).distinct()
+    )
+    for name in zones:
+        tz = newsletters.zone(name)
+        if tz is None:
+            continue  # nobody in an unknown zone is ever sent a newsletter
+        instant = newsletters.send_instant(newsletter.send_at, tz, window)
+        if instant > now:
+            moments.append(instant)
+            continue
+        # who would get it if the window were open and min_gap had passed
+        eligible = newsletters.eligible(config, newsletter, name, instant, now, gap=False)
+        if session.scalar(select(eligible.exists())):
+            return None
+    found = [m for m in moments if m is not None]
+    if any(m <= now for m in found):
+        return None
+    return min(found, default=NEVER)
