@@ -6,13 +6,16 @@ Seeds SUBSCRIBERS through drip's own code (bench_scale.py's seed: every one got
 the welcome and waits days for the next step), runs `drip send` once (it
 migrates and stores the pre-flight verdict), then times, each in a fresh
 process, the median of RUNS:
-  - `drip send` with nothing due (issue 10: <= 0.5 s of drip's own CPU, <= 1 s wall);
+  - `drip send` with nothing due (issue 10: <= 0.5 s of drip's own CPU, <= 1 s wall),
+    cron's usual case: the run before left its verdict "nothing before T" and
+    nothing changed since (drip/quiet.py), so no database layer is loaded;
+  - the same with that verdict removed before each run: the full path, as the
+    first run after any write to the database (a signup, an unsubscribe) takes;
   - `drip send` without DRIP_SECRET_KEY (the one-line settings error);
   - `drip --help`;
   - a bare `python -c pass`: the interpreter's own start-up, taken off the CPU
     times to give drip's own work;
-  - importing SQLAlchemy, its ORM and its SQLite dialect alone: the part of the
-    idle run that drip cannot leave out while it talks to the database through them.
+  - importing SQLAlchemy, its ORM and its SQLite dialect alone: most of the full path.
 CPU is user + system time of the child process (wait4). By default bytecode is
 cached, as for an installed drip (in a temporary PYTHONPYCACHEPREFIX, warmed by
 the first run); `--source` measures with no bytecode for drip itself (as with
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -55,10 +59,18 @@ class Timing:
         return max(self.cpu - bare.cpu, 0.0)
 
 
-def timed(args: list[str], env: dict[str, str], runs: int, expect: int = 0) -> Timing:
-    """Median wall and CPU of `runs` fresh processes running `args`."""
+def timed(
+    args: list[str],
+    env: dict[str, str],
+    runs: int,
+    expect: int = 0,
+    before: Callable[[], None] | None = None,
+) -> Timing:
+    """Median wall and CPU of `runs` fresh processes running `args` (each after `before`)."""
     walls, cpus, peaks = [], [], []
     for _ in range(runs):
+        if before is not None:
+            before()
         start = time.perf_counter()
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -113,17 +125,25 @@ def measure(
     no_key = {k: v for k, v in env.items() if k != "DRIP_SECRET_KEY"}
     timed(send, env, 1)  # migrations, the pre-flight check, bytecode
     timed([python, "-m", "drip", "--help"], env, 1)
+    verdict = folder / "drip.db-quiet"  # the last run's "nothing before T" (drip/quiet.py)
+
+    def forget() -> None:
+        verdict.unlink(missing_ok=True)
+
     commands = {
-        "bare": ([python, "-c", "pass"], env, 0),
-        "sqlalchemy": ([python, "-c", SQLALCHEMY], env, 0),
-        "send": (send, env, 0),
-        "no_key": (send, no_key, 1),
-        "help": ([python, "-m", "drip", "--help"], env, 0),
+        "bare": ([python, "-c", "pass"], env, 0, None),
+        "sqlalchemy": ([python, "-c", SQLALCHEMY], env, 0, None),
+        "send": (send, env, 0, None),
+        "send_full": (send, env, 0, forget),
+        "no_key": (send, no_key, 1, None),
+        "help": ([python, "-m", "drip", "--help"], env, 0, None),
     }
     timings = {}
-    for name, (args, environ, expect) in commands.items():
-        timing = timed(args, environ, runs, expect)
+    for name, (args, environ, expect, before) in commands.items():
+        timing = timed(args, environ, runs, expect, before)
         if count:
+            if before is not None:
+                before()
             timing = replace(timing, instructions=instructions(args, environ))
         timings[name] = timing
     return timings
@@ -133,7 +153,8 @@ def report(timings: dict[str, Timing]) -> list[str]:
     bare = timings["bare"]
     names = {
         "sqlalchemy": "import sqlalchemy.orm alone",
-        "send": "drip send, nothing due",
+        "send": "drip send, nothing due (the last run's verdict holds)",
+        "send_full": "drip send, nothing due, first run after a write (full path)",
         "no_key": "drip send, no DRIP_SECRET_KEY",
         "help": "drip --help",
     }
