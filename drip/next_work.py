@@ -63,10 +63,10 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
         session.scalar(
             select(func.min(QueuedMail.next_attempt_at)).where(QueuedMail.status == QUEUED)
         ),
+        # any pause, whoever holds it (one more full run at most): a range of the
+        # partial index on paused_until, where a status filter would read every row
         session.scalar(
-            select(func.min(Subscriber.paused_until)).where(
-                Subscriber.status == ACTIVE, Subscriber.paused_until > now
-            )
+            select(func.min(Subscriber.paused_until)).where(Subscriber.paused_until > now)
         ),
     ]
     left = session.scalar(
@@ -79,8 +79,13 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     )
     if left is not None:
         moments.append(left + config.privacy.keep_after_unsubscribe)
-    for newsletter in newsletters.scheduled(session, config):
-        moment = _newsletter(session, config, newsletter, now)
+    scheduled = newsletters.scheduled(session, config)
+    zones: list[str] = []
+    if scheduled:  # one read of the zones in use (a scan of the active subscribers)
+        query = select(Subscriber.timezone).where(Subscriber.status == ACTIVE).distinct()
+        zones = list(session.scalars(query))
+    for newsletter in scheduled:
+        moment = _newsletter(session, config, newsletter, zones, now)
         if moment is None:
             return None
         moments.append(moment)
@@ -91,7 +96,7 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
 
 
 def _newsletter(
-    session: Session, config: Config, newsletter: Newsletter, now: datetime
+    session: Session, config: Config, newsletter: Newsletter, zones: list[str], now: datetime
 ) -> datetime | None:
     """When `newsletter` can next have a copy to send (NEVER, unless
     somebody writes); None: somebody is eligible now or its retry time has come."""
@@ -104,9 +109,6 @@ def _newsletter(
         )
     ]
     window = config.clinic.send_window
-    zones = session.scalars(
-        select(Subscriber.timezone).where(Subscriber.status == ACTIVE).distinct()
-    )
     for name in zones:
         tz = newsletters.zone(name)
         if tz is None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from conftest import summary
 from newsletter_helpers import add_newsletter
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 from test_cron_path import MON_10, add_patient, probe
 
@@ -214,3 +214,40 @@ def test_no_run_finds_work_before_the_next_work_time(project, sink):
     assert newsletter == {"east@example.org", "west@example.org"}
     assert names == [None], "the retention purge ran"
     assert moment > start + timedelta(days=10)
+
+
+def test_finding_the_next_work_reads_indexes_not_the_whole_list(project, sink):
+    """Every statement next_work runs (no newsletter scheduled, cron's usual case)
+    searches an index: none reads every subscriber, enrollment or delivery."""
+    welcomed(project, sink)
+    engine = make_engine(project.database_url)
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    with Session(engine) as session:
+        next_work(session, load_config(project.config), datetime.fromisoformat(MON_10))
+    event.remove(engine, "before_cursor_execute", capture)
+    raw = engine.raw_connection()
+    try:
+        plans = {
+            sql: " / ".join(
+                row[-1] for row in raw.cursor().execute("EXPLAIN QUERY PLAN " + sql, params)
+            )
+            for sql, params in statements
+            if sql.lstrip().upper().startswith("SELECT")
+        }
+    finally:
+        raw.close()
+    engine.dispose()
+    assert len(plans) >= 6, plans
+    for plan in plans.values():
+        for table in ("subscribers", "enrollments", "deliveries", "mail_queue"):
+            assert f"SCAN {table}" not in plan, plan
+    # an index search can still read most of the list: the two that could, by name
+    pauses = [plan for sql, plan in plans.items() if "min(subscribers.paused_until)" in sql]
+    assert pauses and "ix_subscribers_paused_until" in pauses[0], pauses
+    steps = [plan for sql, plan in plans.items() if "min(enrollments.next_due_at)" in sql]
+    assert steps and "ix_enrollments_due" in steps[0], steps
