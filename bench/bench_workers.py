@@ -106,7 +106,13 @@ def run_workers(env: dict[str, str], url: str, workers: int) -> tuple[float, int
 
 
 def measure(
-    server: str, count: int, connections: int, latency: float, workers: int, pg: int | None
+    server: str,
+    count: int,
+    connections: int,
+    latency: float,
+    workers: int,
+    pg: int | None,
+    newsletter: bool = False,
 ) -> dict[str, object]:
     port = free_port()
     relay = subprocess.Popen(
@@ -116,9 +122,11 @@ def measure(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = seed(Path(tmp), count)  # the folder and files; the database is PostgreSQL
+            if newsletter:
+                add_newsletter(Path(tmp))
             env["DRIP_DATABASE_URL"] = fresh_database(server)
             try:
-                seed_postgres(env, count)
+                seed_postgres(env, count, newsletter)
                 warm(env)
                 time.sleep(0.5)  # the relay is listening
                 load_before = load()
@@ -165,6 +173,11 @@ def main() -> None:
     )
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument(
+        "--newsletter",
+        action="store_true",
+        help="Send one newsletter to everyone (in no series) instead of a series step.",
+    )
     args = parser.parse_args()
     server = os.environ.get("DRIP_BENCH_POSTGRES_URL") or os.environ["DRIP_TEST_POSTGRES_URL"]
     pg = postmaster_pid(server)
@@ -173,7 +186,17 @@ def main() -> None:
     for connections in (int(c) for c in args.settings.split(",")):
         rows = []
         for workers in (int(w) for w in args.workers.split(",")):
-            rows.append(measure(server, args.subscribers, connections, args.latency, workers, pg))
+            rows.append(
+                measure(
+                    server,
+                    args.subscribers,
+                    connections,
+                    args.latency,
+                    workers,
+                    pg,
+                    args.newsletter,
+                )
+            )
             print(json.dumps({"connections_per_worker": connections, **rows[-1]}), flush=True)
         one = float(rows[0]["emails_per_second"])  # type: ignore[arg-type]
         results.append(
@@ -190,9 +213,29 @@ def main() -> None:
     print(json.dumps({"emails": args.subscribers, "settings": results}, indent=2))
 
 
-def seed_postgres(env: dict[str, str], count: int) -> None:
-    """The same due subscribers as bench_send.seed, in the PostgreSQL database."""
-    from bench_send import FIXTURE
+NEWSLETTER = """
+[[newsletter]]
+key = "2026-06-bench"
+name = "Bench newsletter"
+subject = "News from the clinic"
+preheader = "A few tips for this month"
+template = "news"
+send_at = "2026-06-01 15:00"
+"""
+
+
+def add_newsletter(folder: Path) -> None:
+    """A newsletter due at NOW for everyone (UTC subscribers who confirmed at NOW)."""
+    with (folder / "campaigns.toml").open("a") as f:
+        f.write(NEWSLETTER)
+    (folder / "templates" / "newsletters").mkdir(exist_ok=True)
+    news = ROOT / "tests" / "fixtures" / "newsletters" / "news.mjml"
+    (folder / "templates" / "newsletters" / "news.mjml").write_text(news.read_text())
+
+
+def seed_postgres(env: dict[str, str], count: int, newsletter: bool = False) -> None:
+    """The same due subscribers as bench_send.seed, in the PostgreSQL database; with
+    `newsletter`, the same people with no symptoms, so in no series."""
     from sqlalchemy import insert
     from sqlalchemy.orm import Session
 
@@ -213,24 +256,22 @@ def seed_postgres(env: dict[str, str], count: int) -> None:
                 for i in range(1, count + 1)
             ],
         )  # fmt: skip
-        session.execute(
-            insert(Symptom),
-            [dict(subscriber_id=i, key="night_cramps") for i in range(1, count + 1)],
-        )
-        session.execute(
-            insert(Enrollment),
-            [
-                dict(subscriber_id=i, campaign_key="leg-health", started_at=NOW, state="active",
-                     next_step_key="welcome", next_due_at=NOW)
-                for i in range(1, count + 1)
-            ],
-        )  # fmt: skip
-        session.add(
-            Meta(
-                key=FINGERPRINT_KEY,
-                value=load_config(FIXTURE / "campaigns.toml").schedule_fingerprint(),
+        if not newsletter:
+            session.execute(
+                insert(Symptom),
+                [dict(subscriber_id=i, key="night_cramps") for i in range(1, count + 1)],
             )
-        )
+        if not newsletter:
+            session.execute(
+                insert(Enrollment),
+                [
+                    dict(subscriber_id=i, campaign_key="leg-health", started_at=NOW, state="active",
+                         next_step_key="welcome", next_due_at=NOW)
+                    for i in range(1, count + 1)
+                ],
+            )  # fmt: skip
+        config = load_config(Path(env["DRIP_CONFIG"]))
+        session.add(Meta(key=FINGERPRINT_KEY, value=config.schedule_fingerprint()))
         session.commit()
     engine.dispose()
 

@@ -10,7 +10,9 @@ for as long as it runs: that is its pulse. The server releases it when the
 connection drops, so a run whose lock can be taken is dead. Senders share the
 due work through enrollment leases and conditional claims (sender.py,
 claims.py); the run-level chores (the in-doubt sweep, re-planning after an
-edit) are done by one sender at a time under a transaction-level lock.
+edit) are done by one sender at a time under a transaction-level lock. A
+newsletter, which has no enrollments to lease, is shared by ranges of subscriber
+ids (RangeLocks).
 """
 
 from __future__ import annotations
@@ -130,3 +132,49 @@ def dead_runs(session: Session, run_ids: set[str], own: str) -> set[str]:
         if session.execute(text("SELECT pg_try_advisory_xact_lock(:a, :b)"), key).scalar():
             dead.add(run_id)
     return dead
+
+
+class RangeLocks:
+    """PostgreSQL: which sender sends a newsletter to which range of subscriber ids.
+
+    Senders that all walked the eligible list in id order built the same messages
+    and raced for the same claims: the unique key kept each email once, but four
+    workers sent a newsletter no faster than one, each building every message. A
+    sender now takes a range before planning it and skips ranges another holds.
+    Session-level advisory locks (one-key form, apart from the two-key run and
+    chores locks) on a connection of their own: given back once the range's claims
+    are committed, and by the server when a sender dies.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    @staticmethod
+    def key(name: str, number: int) -> int:
+        """A 64-bit key: a hash of the newsletter's key, then the range's number."""
+        return ((zlib.crc32(name.encode()) & 0x7FFFFFFF) << 32) | (number & 0xFFFFFFFF)
+
+    def take(self, name: str, number: int) -> bool:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        taken = self._conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key(name, number)}
+        ).scalar()
+        self._conn.commit()
+        return bool(taken)
+
+    def give_back(self, name: str, number: int) -> None:
+        if self._conn is not None:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key(name, number)})
+            self._conn.commit()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                # the connection goes back to the pool, where the locks would stay
+                self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+                self._conn.close()
+            except SQLAlchemyError:  # the connection dropped: the server freed them
+                self._conn.invalidate()
+            self._conn = None

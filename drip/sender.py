@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session
 from . import audit, claims, enrollment, newsletters
 from .claims import Claim, Result
 from .config import Campaign, Config, ConfigError, Newsletter, Step, load_config
-from .locking import dead_runs, take_chores
+from .locking import RangeLocks, dead_runs, take_chores
 from .message import BuildFailed, Envelope, make_message_id
 from .models import (
     ACTIVE,
@@ -237,6 +237,7 @@ class Sender:
     ):
         self.config, self.engine, self.transport, self.tokens = config, engine, transport, tokens
         self.clock, self.dry_run, self.limit, self.batch_size = clock, dry_run, limit, batch_size
+        self._ranges: RangeLocks | None = None  # PostgreSQL: newsletter ranges (on first use)
         self._renderer = renderer  # made on first use: an idle run renders nothing
         self.actor = actor
         self.progress = progress
@@ -305,6 +306,8 @@ class Sender:
                 finally:
                     if self.postman is not None:
                         self.postman.stop()
+                    if self._ranges is not None:
+                        self._ranges.close()
                 if self.summary.limit_reached and self.summary.stopped is None:
                     self.summary.stopped = f"--limit {self.limit} reached"
                 self.summary.in_doubt_total = (
@@ -489,8 +492,11 @@ class Sender:
 
     def _planned_newsletters(self, session: Session) -> Iterator[list[Job]]:
         """Batches of newsletter jobs: retries first, then, per newsletter and time zone
-        whose send instant has come, the eligible subscribers by keyset pagination."""
+        whose send instant has come, the eligible subscribers by keyset pagination
+        (on PostgreSQL, by ranges of ids that several senders share out)."""
         now = self.clock()
+        if session.get_bind().dialect.name == "postgresql" and self._ranges is None:
+            self._ranges = RangeLocks(self.engine)
         stopped = newsletters.stop_removed_and_cancelled(session, self.config, now)
         self.summary.skipped += stopped
         self._commit()
@@ -498,23 +504,32 @@ class Sender:
             yield from self._newsletter_retries(session, newsletter, now)
             for zone_name, instant in newsletters.due_zones(session, self.config, newsletter, now):
                 tz = ZoneInfo(zone_name)
+                eligible = newsletters.eligible(self.config, newsletter, zone_name, instant, now)
                 last_id = 0
                 while self.summary.stopped is None and not self.summary.limit_reached:
-                    query = (
-                        newsletters.eligible(self.config, newsletter, zone_name, instant, now)
-                        .where(Subscriber.id > last_id)
-                        .order_by(Subscriber.id)
-                        .limit(self.batch_size)
-                    )
-                    ids: list[int] = list(session.scalars(query))
+                    query = eligible.where(Subscriber.id > last_id).order_by(Subscriber.id)
+                    ids: list[int] = list(session.scalars(query.limit(self.batch_size)))
                     if not ids:
                         break
-                    last_id = ids[-1]
-                    subs = session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))
-                    jobs = self._newsletter_jobs(session, newsletter, list(subs), tz, now, {})
-                    self._commit()  # skips, before anything is claimed
-                    session.expunge_all()
-                    yield jobs
+                    if self._ranges is None:  # the only sender: everyone, in id order
+                        last_id, taken = ids[-1], None
+                    else:  # PostgreSQL: the range of ids[0], unless another sender has it
+                        width = self._lease_size(session)
+                        taken = ids[0] // width
+                        last_id = (taken + 1) * width - 1
+                        if not self._ranges.take(newsletter.key, taken):
+                            continue
+                        # as it is now that the range is ours (it may just have been sent)
+                        ids = list(session.scalars(query.where(Subscriber.id <= last_id)))
+                    try:
+                        subs = session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))
+                        jobs = self._newsletter_jobs(session, newsletter, list(subs), tz, now, {})
+                        self._commit()  # skips, before anything is claimed
+                        session.expunge_all()
+                        yield jobs  # claimed (committed) by the time this resumes
+                    finally:
+                        if taken is not None and self._ranges is not None:
+                            self._ranges.give_back(newsletter.key, taken)
 
     def _newsletter_retries(
         self, session: Session, newsletter: Newsletter, now: datetime

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from drip import db, subscribers
 from drip.config import load_config
+from drip.locking import RangeLocks
 from drip.models import Delivery
-from drip.sender import IN_FLIGHT_PER_CONNECTION
+from drip.sender import IN_FLIGHT_PER_CONNECTION, LEASE_PER_IN_FLIGHT, MIN_LEASE
 
 NOW = "2026-06-02T15:00:00Z"  # Tuesday 10:00 in Chicago: the newsletter's send_at
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -102,3 +103,50 @@ def test_the_progress_bar_counts_the_newsletter_too(project, sink):
     drawn = re.findall(r"(\d+)/(\d+) emails", text)
     assert drawn and {total for _, total in drawn} == {"30"}, text  # known from the start
     assert summary(text)["sent"] == 30
+
+
+@pytest.mark.parametrize("any_project", ["postgresql"], indirect=True)  # SQLite: one sender
+def test_postgresql_workers_share_a_newsletter_by_ranges_of_subscribers(any_project, sink):
+    """Three senders started together split the newsletter: each range of subscriber
+    ids is planned, built and claimed by one of them, not raced for by all (which
+    kept each email once through the unique key, but built every message three
+    times over and sent no faster than one sender)."""
+    seed(any_project, 300)
+    sink.handler.delay = 0.01
+    connections = 2
+    any_project.env["DRIP_SMTP_URL"] = sink.url + f"&connections={connections}"
+    workers = [any_project.popen("send", "--now", NOW) for _ in range(3)]
+    outputs = [w.communicate(timeout=120)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outputs
+    sent = [summary(out)["sent"] for out in outputs]
+    assert sum(sent) == 300 and sum(1 for n in sent if n) >= 2, sent
+    assert max(Counter(m.recipient for m in sink.received).values()) == 1
+    width = min(200, max(MIN_LEASE, LEASE_PER_IN_FLIGHT * IN_FLIGHT_PER_CONNECTION * connections))
+    engine = db.make_engine(any_project.database_url)
+    with Session(engine) as session:
+        owners: dict[int, set[str | None]] = {}
+        for subscriber_id, run_id in session.execute(
+            select(Delivery.subscriber_id, Delivery.run_id).where(
+                Delivery.campaign_key == "newsletter:2026-06-news"
+            )
+        ):
+            owners.setdefault(subscriber_id // width, set()).add(run_id)
+    engine.dispose()
+    shared = {block: runs for block, runs in owners.items() if len(runs) > 1}
+    assert not shared, f"ranges of {width} ids claimed by several senders: {shared}"
+
+
+@pytest.mark.parametrize("any_project", ["postgresql"], indirect=True)
+def test_a_range_is_held_by_one_sender_until_given_back_or_its_sender_dies(any_project):
+    engine = db.make_engine(any_project.database_url)
+    mine, theirs = RangeLocks(engine), RangeLocks(engine)
+    assert mine.take("2026-06-news", 3)
+    assert not theirs.take("2026-06-news", 3)
+    assert theirs.take("2026-06-news", 4) and theirs.take("2026-07-news", 3)
+    mine.give_back("2026-06-news", 3)
+    assert theirs.take("2026-06-news", 3)
+    assert not mine.take("2026-06-news", 3)
+    theirs.close()  # as when its process dies: the server frees its locks
+    assert mine.take("2026-06-news", 3) and mine.take("2026-06-news", 4)
+    mine.close()
+    engine.dispose()
