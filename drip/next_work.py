@@ -6,7 +6,8 @@ of work a run does is listed with the moment it can start:
     the send window or min_gap), for an active patient who is not paused;
   - a queued web email: its next attempt;
   - the retention purge: unsubscribed_at + keep_after_unsubscribe;
-  - a newsletter: each time zone's send instant still ahead; a deferred copy's retry;
+  - a newsletter: each time zone's send instant still ahead; a deferred copy's retry
+    (in the window, for a patient still reachable: one who left is never retried);
   - a pause that ends (a paused patient may become due for a newsletter).
 None means "now, or cannot tell": a claim still held, a web email being sent, a
 newsletter with someone eligible who did not get it yet (waiting for the window
@@ -35,7 +36,7 @@ from .models import (
     Subscriber,
     Symptom,
 )
-from .schedule import CLAIMED, DEFERRED
+from .schedule import CLAIMED, DEFERRED, next_allowed
 
 NEVER = datetime.max.replace(tzinfo=UTC)  # nothing falls due unless somebody writes
 
@@ -101,14 +102,25 @@ def _newsletter(
     """When `newsletter` can next have a copy to send (NEVER, unless
     somebody writes); None: somebody is eligible now or its retry time has come."""
     assert newsletter.send_at is not None
-    moments = [
-        session.scalar(
-            select(func.min(Delivery.next_attempt_at)).where(
-                Delivery.campaign_key == newsletter.campaign_key, Delivery.status == DEFERRED
-            )
-        )
-    ]
     window = config.clinic.send_window
+    # deferred copies: retried once their time has come, in the window, while their
+    # patient is reachable (one who left never is: their copy waits for nothing;
+    # a pause's end is a moment of its own)
+    retries = session.execute(
+        select(Subscriber.timezone, func.min(Delivery.next_attempt_at))
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.campaign_key == newsletter.campaign_key,
+            Delivery.status == DEFERRED,
+            *newsletters.reachable(now),
+        )
+        .group_by(Subscriber.timezone)
+    )
+    moments: list[datetime] = []
+    for name, retry in retries:
+        tz = newsletters.zone(name)
+        if tz is not None and retry is not None:
+            moments.append(next_allowed(max(retry, now), window, tz))
     for name in zones:
         tz = newsletters.zone(name)
         if tz is None:
@@ -121,7 +133,6 @@ def _newsletter(
         eligible = newsletters.eligible(config, newsletter, name, instant, now, gap=False)
         if session.scalar(select(eligible.exists())):
             return None
-    found = [m for m in moments if m is not None]
-    if any(m <= now for m in found):
+    if any(m <= now for m in moments):
         return None
-    return min(found, default=NEVER)
+    return min(moments, default=NEVER)
