@@ -6,20 +6,21 @@ of work a run does is listed with the moment it can start:
     the send window or min_gap), for an active patient who is not paused;
   - a queued web email: its next attempt;
   - the retention purge: unsubscribed_at + keep_after_unsubscribe;
-  - a newsletter: each time zone's send instant still ahead; a deferred copy's retry
-    (in the window, for a patient still reachable: one who left is never retried);
+  - a newsletter: each time zone's send instant still ahead; once it has passed,
+    when the window opens for those who did not get it yet, or min_gap after the
+    last email of the first of them it holds; a deferred copy's retry (in the
+    window, for a patient still reachable: one who left is never retried);
   - a pause that ends (a paused patient may become due for a newsletter).
-None means "now, or cannot tell": a claim still held, a web email being sent, a
-newsletter with someone eligible who did not get it yet (waiting for the window
-or min_gap). Conservative on purpose: a wrong None costs one full run, a wrong
-time would delay an email.
+None means "now, or cannot tell": a claim still held, a web email being sent.
+Conservative on purpose: a wrong None costs one full run, a wrong time would
+delay an email.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from . import newsletters
@@ -35,6 +36,7 @@ from .models import (
     QueuedMail,
     Subscriber,
     Symptom,
+    UTCDateTime,
 )
 from .schedule import CLAIMED, DEFERRED, next_allowed
 
@@ -131,8 +133,33 @@ def _newsletter(
             continue
         # who would get it if the window were open and min_gap had passed
         eligible = newsletters.eligible(config, newsletter, name, instant, now, gap=False)
-        if session.scalar(select(eligible.exists())):
-            return None
+        if not session.scalar(select(eligible.exists())):
+            continue
+        free = now  # someone is waiting: for the window, or for min_gap to pass
+        free_now = newsletters.eligible(config, newsletter, name, instant, now)
+        if not session.scalar(select(free_now.exists())):
+            last = session.scalar(eligible.with_only_columns(_earliest_last_mail(config)))
+            if last is None:
+                return None  # cannot tell
+            free = max(now, last + config.clinic.min_gap)
+        moments.append(next_allowed(free, window, tz))
     if any(m <= now for m in moments):
         return None
     return min(moments, default=NEVER)
+
+
+def _earliest_last_mail(config: Config) -> ColumnElement[datetime]:
+    """Over the subscribers selected, the earliest of their latest non-urgent emails:
+    min_gap after it, the first of them may have the newsletter (as in
+    newsletters.eligible, which holds anyone mailed within min_gap)."""
+    latest = (
+        select(func.max(func.coalesce(Delivery.sent_at, Delivery.updated_at)))
+        .where(
+            Delivery.subscriber_id == Subscriber.id,
+            Delivery.campaign_key.not_in(sorted(config.urgent_keys())),
+            Delivery.status.in_(newsletters.GOT_MAIL),
+        )
+        .correlate(Subscriber)
+        .scalar_subquery()
+    )
+    return type_coerce(func.min(latest), UTCDateTime())

@@ -8,8 +8,13 @@ from datetime import datetime, timedelta
 
 from conftest import summary
 from newsletter_helpers import add, add_newsletter, newsletter_rows, no_series
+from sqlalchemy.orm import Session
 from test_cron_path import probe
 from test_quiet import IDLE_LINE, full_send, iso
+
+from drip.config import load_config
+from drip.db import make_engine
+from drip.next_work import next_work
 
 NEWS_AT = datetime.fromisoformat("2026-06-02T15:00:00Z")  # 10:00 in Chicago, a Tuesday
 
@@ -42,3 +47,30 @@ def test_a_deferred_newsletter_copy_of_someone_who_left_does_not_void_every_verd
     assert result["loaded"] == [], output
     assert IDLE_LINE in output
     assert len(sink.received) == 1
+
+
+def test_a_newsletter_held_by_min_gap_leaves_a_verdict_until_the_gap_ends(project, sink):
+    """The welcome went at 9:00 on Monday (Chicago), the newsletter's instant is 15:00
+    the same day: min_gap (12 h) holds it until 21:00, after the window, so it goes
+    at 9:00 on Tuesday. The 18 hours between are not "work now": the verdict is written,
+    and a full run finds nothing until then, and sends the newsletter at that moment."""
+    add_newsletter(project, send_at="2026-06-01 15:00")
+    add(project, "pat@example.org")  # confirmed at 7:00 in Chicago
+    welcome = project.run("send", "--now", "2026-06-01T14:00:00Z")
+    assert summary(welcome.stdout)["sent"] == 1, welcome.stdout + welcome.stderr
+    held = datetime.fromisoformat("2026-06-01T20:30:00Z")  # 15:30 in Chicago
+    assert full_send(project, held) == [IDLE_LINE]
+    assert (project.root / "drip.db-quiet").exists(), "no verdict for 18 hours of cron runs"
+    result, output = quiet_taken(project, held + timedelta(minutes=10))
+    assert result["loaded"] == [], output
+    engine = make_engine(project.database_url)
+    with Session(engine) as session:
+        upcoming = next_work(session, load_config(project.config), held)
+    engine.dispose()
+    tuesday_9 = datetime.fromisoformat("2026-06-02T14:00:00Z")
+    assert upcoming == tuesday_9
+    assert full_send(project, tuesday_9 - timedelta(seconds=1)) == [IDLE_LINE]
+    assert newsletter_rows(project) == {}
+    sent = full_send(project, tuesday_9)
+    assert summary(sent[-1])["sent"] == 1, sent
+    assert newsletter_rows(project) == {"pat@example.org": "sent"}
