@@ -4,14 +4,14 @@ Asked at the end of a full run (drip/quiet.py remembers the answer). Every kind
 of work a run does is listed with the moment it can start:
   - a series step: the enrollment's next_due_at (planning already moved it past
     the send window or min_gap), for an active patient who is not paused;
-  - a queued web email: its next attempt;
   - the retention purge: unsubscribed_at + keep_after_unsubscribe;
   - a newsletter: each time zone's send instant still ahead; once it has passed,
     when the window opens for those who did not get it yet, or min_gap after the
     last email of the first of them it holds; a deferred copy's retry (in the
     window, for a patient still reachable: one who left is never retried);
   - a pause that ends (a paused patient may become due for a newsletter).
-None means "now, or cannot tell": a claim still held, a web email being sent.
+None means "now, or cannot tell": a claim still held, a web email waiting in the
+queue or being sent (its retries end within the half hour).
 Conservative on purpose: a wrong None costs one full run, a wrong time would
 delay an email.
 """
@@ -48,7 +48,9 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     in_progress = (
         exists().where(Delivery.status == CLAIMED),
         exists().where(Enrollment.leased_by.is_not(None)),
-        exists().where(QueuedMail.status == SENDING),
+        # a web email waiting, even for a retry minutes away: a full run says so in a
+        # line of its own ("1 waiting") that the quiet path cannot print
+        exists().where(QueuedMail.status.in_((QUEUED, SENDING))),
     )
     if any(session.scalar(select(clause)) for clause in in_progress):
         return None
@@ -62,9 +64,6 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
                 Subscriber.status == ACTIVE,
                 or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
             )
-        ),
-        session.scalar(
-            select(func.min(QueuedMail.next_attempt_at)).where(QueuedMail.status == QUEUED)
         ),
         # any pause, whoever holds it (one more full run at most): a range of the
         # partial index on paused_until, where a status filter would read every row

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from test_cron_path import probe
 from test_quiet import IDLE_LINE, full_send, iso
 
+from drip import mailqueue
 from drip.config import load_config
-from drip.db import make_engine
+from drip.db import ensure_schema, make_engine
+from drip.message import Envelope
 from drip.next_work import next_work
 
 NEWS_AT = datetime.fromisoformat("2026-06-02T15:00:00Z")  # 10:00 in Chicago, a Tuesday
@@ -74,3 +76,43 @@ def test_a_newsletter_held_by_min_gap_leaves_a_verdict_until_the_gap_ends(projec
     sent = full_send(project, tuesday_9)
     assert summary(sent[-1])["sent"] == 1, sent
     assert newsletter_rows(project) == {"pat@example.org": "sent"}
+
+
+def queue_web_email(project, address: str, now: datetime) -> None:
+    """A confirmation as the web pages queue it (drip/mailqueue.py)."""
+    engine = make_engine(project.database_url)
+    ensure_schema(engine)
+    message = b"From: care@clinic.test\r\nTo: " + address.encode() + b"\r\nSubject: x\r\n\r\nhi\r\n"
+    with Session(engine) as session:
+        mailqueue.enqueue(
+            session,
+            kind="confirm",
+            envelope=Envelope("care@clinic.test", address, message),
+            now=now,
+            subscriber_id=None,
+        )
+        session.commit()
+    engine.dispose()
+
+
+def test_the_quiet_path_prints_what_a_full_run_prints_while_a_web_email_waits(project, sink):
+    """A busy mailbox defers a queued confirmation by a minute. A full run before its
+    retry says it waits; the quiet path, if it is taken then, must say the same."""
+    start = datetime.fromisoformat("2026-06-01T15:00:00Z")
+    queue_web_email(project, "busy@example.org", start)
+    sink.handler.by_recipient["busy@example.org"] = "tempfail"
+    first = full_send(project, start)
+    assert "drip send: queued emails: 0 sent, 1 deferred, 0 failed, 1 waiting" in first
+    moment = start + timedelta(seconds=30)
+    full = full_send(project, moment)
+    assert full[0] == "drip send: queued emails: 0 sent, 0 deferred, 0 failed, 1 waiting"
+    result, output = quiet_taken(project, moment + timedelta(seconds=10))
+    if result["loaded"] == []:  # the quiet path was taken: it says the same
+        said = [line for line in output.splitlines() if not line.startswith("PROBE ")]
+        assert said == full, output
+    del sink.handler.by_recipient["busy@example.org"]  # the mailbox takes it at the retry
+    sent = full_send(project, start + timedelta(minutes=1))
+    assert sent[0] == "drip send: queued emails: 1 sent, 0 deferred, 0 failed"
+    result, output = quiet_taken(project, start + timedelta(minutes=2))
+    assert result["loaded"] == [], "the queue is empty again: the verdict is back"
+    assert IDLE_LINE in output
