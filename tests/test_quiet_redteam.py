@@ -4,13 +4,16 @@ paid the full path), or where the quiet line differed from a full run's."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from conftest import summary
+from mailsink import free_port
 from newsletter_helpers import add, add_newsletter, newsletter_rows, no_series
 from sqlalchemy.orm import Session
-from test_cron_path import probe
-from test_quiet import IDLE_LINE, full_send, iso
+from test_cron_path import add_patient, probe
+from test_quiet import IDLE_LINE, at, full_send, iso, welcomed
+from web.test_web_browser import wait_until_up
 
 from drip import mailqueue
 from drip.config import load_config
@@ -116,3 +119,26 @@ def test_the_quiet_path_prints_what_a_full_run_prints_while_a_web_email_waits(pr
     result, output = quiet_taken(project, start + timedelta(minutes=2))
     assert result["loaded"] == [], "the queue is empty again: the verdict is back"
     assert IDLE_LINE in output
+
+
+def test_drip_serve_holding_the_database_open_leaves_the_verdict_standing(project, sink):
+    """README: cron's `drip send` beside `drip serve` is a supported set-up. The web
+    process keeps the database open (its WAL stays) and its mail worker polls the
+    queue every 5 s: reading must not void the verdict, a write through it must."""
+    welcomed(project, sink)
+    port = free_port()
+    server = project.popen("serve", "--port", str(port))
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", server)
+        assert project.run("send", "--now", at(1)).returncode == 0  # the verdict, WAL kept
+        assert (project.root / "drip.db-quiet").exists()
+        time.sleep(6)  # at least one poll of the mail worker
+        result, output = quiet_taken(project, datetime.fromisoformat(at(2)))
+        assert result["loaded"] == [], output
+        add_patient(project, "second@example.org")
+        result, output = quiet_taken(project, datetime.fromisoformat(at(3)))
+        assert "sqlalchemy" in result["loaded"], "a write beside drip serve was missed"
+        assert summary(output)["sent"] == 1
+    finally:
+        server.terminate()
+        server.communicate(timeout=20)
