@@ -4,21 +4,23 @@ Asked at the end of a full run (drip/quiet.py remembers the answer). Every kind
 of work a run does is listed with the moment it can start:
   - a series step: the enrollment's next_due_at (planning already moved it past
     the send window or min_gap), for an active patient who is not paused;
-  - a queued web email: its next attempt;
   - the retention purge: unsubscribed_at + keep_after_unsubscribe;
-  - a newsletter: each time zone's send instant still ahead; a deferred copy's retry;
+  - a newsletter: each time zone's send instant still ahead; once it has passed,
+    when the window opens for those who did not get it yet, or min_gap after the
+    last email of the first of them it holds; a deferred copy's retry (in the
+    window, for a patient still reachable: one who left is never retried);
   - a pause that ends (a paused patient may become due for a newsletter).
-None means "now, or cannot tell": a claim still held, a web email being sent, a
-newsletter with someone eligible who did not get it yet (waiting for the window
-or min_gap). Conservative on purpose: a wrong None costs one full run, a wrong
-time would delay an email.
+None means "now, or cannot tell": a claim still held, a web email waiting in the
+queue or being sent (its retries end within the half hour).
+Conservative on purpose: a wrong None costs one full run, a wrong time would
+delay an email.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from . import newsletters
@@ -34,8 +36,9 @@ from .models import (
     QueuedMail,
     Subscriber,
     Symptom,
+    UTCDateTime,
 )
-from .schedule import CLAIMED, DEFERRED
+from .schedule import CLAIMED, DEFERRED, next_allowed
 
 NEVER = datetime.max.replace(tzinfo=UTC)  # nothing falls due unless somebody writes
 
@@ -45,7 +48,9 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     in_progress = (
         exists().where(Delivery.status == CLAIMED),
         exists().where(Enrollment.leased_by.is_not(None)),
-        exists().where(QueuedMail.status == SENDING),
+        # a web email waiting, even for a retry minutes away: a full run says so in a
+        # line of its own ("1 waiting") that the quiet path cannot print
+        exists().where(QueuedMail.status.in_((QUEUED, SENDING))),
     )
     if any(session.scalar(select(clause)) for clause in in_progress):
         return None
@@ -59,9 +64,6 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
                 Subscriber.status == ACTIVE,
                 or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
             )
-        ),
-        session.scalar(
-            select(func.min(QueuedMail.next_attempt_at)).where(QueuedMail.status == QUEUED)
         ),
         # any pause, whoever holds it (one more full run at most): a range of the
         # partial index on paused_until, where a status filter would read every row
@@ -101,14 +103,25 @@ def _newsletter(
     """When `newsletter` can next have a copy to send (NEVER, unless
     somebody writes); None: somebody is eligible now or its retry time has come."""
     assert newsletter.send_at is not None
-    moments = [
-        session.scalar(
-            select(func.min(Delivery.next_attempt_at)).where(
-                Delivery.campaign_key == newsletter.campaign_key, Delivery.status == DEFERRED
-            )
-        )
-    ]
     window = config.clinic.send_window
+    # deferred copies: retried once their time has come, in the window, while their
+    # patient is reachable (one who left never is: their copy waits for nothing;
+    # a pause's end is a moment of its own)
+    retries = session.execute(
+        select(Subscriber.timezone, func.min(Delivery.next_attempt_at))
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.campaign_key == newsletter.campaign_key,
+            Delivery.status == DEFERRED,
+            *newsletters.reachable(now),
+        )
+        .group_by(Subscriber.timezone)
+    )
+    moments: list[datetime] = []
+    for name, retry in retries:
+        tz = newsletters.zone(name)
+        if tz is not None and retry is not None:
+            moments.append(next_allowed(max(retry, now), window, tz))
     for name in zones:
         tz = newsletters.zone(name)
         if tz is None:
@@ -119,9 +132,33 @@ def _newsletter(
             continue
         # who would get it if the window were open and min_gap had passed
         eligible = newsletters.eligible(config, newsletter, name, instant, now, gap=False)
-        if session.scalar(select(eligible.exists())):
-            return None
-    found = [m for m in moments if m is not None]
-    if any(m <= now for m in found):
+        if not session.scalar(select(eligible.exists())):
+            continue
+        free = now  # someone is waiting: for the window, or for min_gap to pass
+        free_now = newsletters.eligible(config, newsletter, name, instant, now)
+        if not session.scalar(select(free_now.exists())):
+            last = session.scalar(eligible.with_only_columns(_earliest_last_mail(config)))
+            if last is None:
+                return None  # cannot tell
+            free = max(now, last + config.clinic.min_gap)
+        moments.append(next_allowed(free, window, tz))
+    if any(m <= now for m in moments):
         return None
-    return min(found, default=NEVER)
+    return min(moments, default=NEVER)
+
+
+def _earliest_last_mail(config: Config) -> ColumnElement[datetime]:
+    """Over the subscribers selected, the earliest of their latest non-urgent emails:
+    min_gap after it, the first of them may have the newsletter (as in
+    newsletters.eligible, which holds anyone mailed within min_gap)."""
+    latest = (
+        select(func.max(func.coalesce(Delivery.sent_at, Delivery.updated_at)))
+        .where(
+            Delivery.subscriber_id == Subscriber.id,
+            Delivery.campaign_key.not_in(sorted(config.urgent_keys())),
+            Delivery.status.in_(newsletters.GOT_MAIL),
+        )
+        .correlate(Subscriber)
+        .scalar_subquery()
+    )
+    return type_coerce(func.min(latest), UTCDateTime())
