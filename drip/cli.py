@@ -341,17 +341,17 @@ def send(app: App, now_text: str | None, dry_run: bool, limit: int | None, wait:
         click.echo(f"drip send: {exc}; exiting (nothing sent by this run)")
         return
     if not (dry_run or summary.stopped or summary.errors):
-        remember_if_idle(app, clock(), summary.in_doubt_total)
+        remember_if_idle(app, clock())
     for line in summary.planned:
         click.echo(f"  {line}")
     click.echo(f"drip send: {summary.line(dry_run)}")
     sys.exit(send_exit_code(summary))
 
 
-def remember_if_idle(app: App, now: datetime, in_doubt: int) -> None:
+def remember_if_idle(app: App, now: datetime) -> None:
     """After a full run on an SQLite file: when nothing can fall due before some
     later moment, write that down for the next cron runs (drip/quiet.py)."""
-    from .next_work import next_work
+    from .next_work import in_doubt_count, next_work
 
     url = app.settings.database_url
     if quiet.database_file(url) is None:
@@ -360,8 +360,9 @@ def remember_if_idle(app: App, now: datetime, in_doubt: int) -> None:
     state = quiet.settled_state(url)
     if state is None:
         return
-    with app.session() as session:
+    with app.session() as session:  # read after the state: a change since voids it
         until = next_work(session, app.config, now)
+        in_doubt = in_doubt_count(session)
     app.engine.dispose()
     if until is not None:
         quiet.remember(url, app.config, now, until, in_doubt, state)

@@ -38,7 +38,7 @@ from .models import (
     Symptom,
     UTCDateTime,
 )
-from .schedule import CLAIMED, DEFERRED, next_allowed
+from .schedule import CLAIMED, DEFERRED, IN_DOUBT, next_allowed
 
 NEVER = datetime.max.replace(tzinfo=UTC)  # nothing falls due unless somebody writes
 
@@ -95,6 +95,12 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     if any(m <= now for m in found):
         return None
     return min(found, default=NEVER)
+
+
+def in_doubt_count(session: Session) -> int:
+    """Deliveries in doubt, for the summary line the quiet path prints."""
+    query = select(func.count()).select_from(Delivery).where(Delivery.status == IN_DOUBT)
+    return session.scalar(query) or 0
 
 
 def _newsletter(

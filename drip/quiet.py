@@ -169,8 +169,11 @@ def settled_state(database_url: str) -> list[list[int] | None] | None:
         return None
     for _ in range(20):
         state = file_state(db)
-        newest = max((s[1] for s in state if s is not None), default=0)
-        wait = newest / 1e9 + SETTLE_S - time.time()
+        times = [s[1] for s in state if s is not None]
+        # a file system that keeps whole seconds (some network and older ones):
+        # only a write in a later second shows, so the files must be still that long
+        settle = 1.0 + SETTLE_S if all(t % 1_000_000_000 == 0 for t in times) else SETTLE_S
+        wait = max(times, default=0) / 1e9 + settle - time.time()
         if wait <= 0:
             return state
         time.sleep(wait)
