@@ -1,7 +1,7 @@
 """Several `drip send` workers on one PostgreSQL database (issue 10), ratios in one run.
 
     DRIP_BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:54329/postgres \\
-        python bench/bench_workers.py [--subscribers 2000] [--settings 8,2]
+        python bench/bench_workers.py [--subscribers 2000] [--settings 8,2] [--newsletter]
 
 Seeds N due subscribers in a fresh database, then times 1, 2 and 4 `drip send`
 processes started together against bench/slow_relay.py (50 ms per message, as a
@@ -11,6 +11,8 @@ the same run:
     four 640/s; on a small machine that is CPU-bound, not relay-bound;
   - connections=2 per worker: one worker can do at most 40/s, four 160/s, well
     within two cores: what the workers' design adds when the relay is the limit.
+With --newsletter, the same people are in no series and get one newsletter due
+now instead: the workers share it by ranges of subscriber ids (locking.RangeLocks).
 Each row gives emails/s over the processes' whole life (start-up included), the
 CPU seconds per email of the drip processes (their SMTP children included), of
 PostgreSQL (when it runs on this machine and we may read its pid) and of the
