@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
@@ -100,6 +100,13 @@ def _address(value: str) -> str:
     return f"{_header_value(name)} <{addr}>"
 
 
+@lru_cache(maxsize=8)  # a run's messages share a handful of seconds
+def _date_header(wall: datetime, offset: timedelta | None) -> str:
+    """format_datetime of the moment whose clock shows `wall` at UTC `offset` (None: a
+    naive time); it has no field finer than the second."""
+    return format_datetime(wall if offset is None else wall.replace(tzinfo=timezone(offset)))
+
+
 _BASE64_LINES = re.compile(rb".{1,76}")  # base64 has no line breaks to stop "."
 
 
@@ -133,7 +140,7 @@ def build_message(
         ("From", _address(from_address)),
         ("To", _address(to)),
         ("Subject", _header_value(subject, "Subject")),
-        ("Date", format_datetime(date)),
+        ("Date", _date_header(date.replace(microsecond=0, tzinfo=None), date.utcoffset())),
         ("Message-ID", _header_value(message_id)),
     ]
     if reply_to:
