@@ -39,7 +39,8 @@ from drip.tokens import Tokens
 _WRAPPER = """
 import atexit, json, resource, sys
 def report():
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"self": me.ru_utime + me.ru_stime,
                       "children": kids.ru_utime + kids.ru_stime}), file=sys.stderr)
 atexit.register(report)
