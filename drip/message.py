@@ -12,7 +12,6 @@ last part is the preferred one).
 from __future__ import annotations
 
 import binascii
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,14 +106,12 @@ def _date_header(wall: datetime, offset: timedelta | None) -> str:
     return format_datetime(wall if offset is None else wall.replace(tzinfo=timezone(offset)))
 
 
-_BASE64_LINES = re.compile(rb".{1,76}")  # base64 has no line breaks to stop "."
-
-
 def _base64(text: str) -> bytes:
     """Base64 in 76-character lines: ~4x faster than quoted-printable for the large
     HTML part (whose lines MJML makes longer than SMTP's 998 limit)."""
     encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
-    return b"\r\n".join(_BASE64_LINES.findall(encoded))  # the regex splits in C
+    # slices: ~15% fewer instructions than a regex's findall (callgrind)
+    return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)])
 
 
 def _qp(text: str) -> bytes:
