@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         }
     finally:
         sink.terminate()
+    if args.relay_subscribers <= 0:  # the local setup alone (e.g. to read its CPU per email)
+        return results
     relay_port = free_port()
     relay = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "slow_relay.py"), str(relay_port), str(args.latency)]

@@ -16,6 +16,7 @@ import ctypes
 import multiprocessing
 import os
 import queue
+import select
 import signal
 import threading
 from collections import deque
@@ -181,6 +182,10 @@ class ProcessPostman(Generic[T]):
             child.start()
         for end in (builder_tasks, built, to_sender, orders, results):
             end.close()
+        # the results pipe is polled about twice an email: one poll object made once
+        # (Connection.poll builds, registers and closes a selector on every call)
+        self._answers = select.poll()
+        self._answers.register(self._results.fileno(), select.POLLIN)
         self._items: dict[str, T] = {}
         self._released: set[str] = set()  # handed to the sending child, not yet answered
         self._unsent: list[Outcome[T]] = []  # decided here: the sending child is gone
@@ -220,12 +225,12 @@ class ProcessPostman(Generic[T]):
         found, self._unsent = self._unsent, []
         if not self._ended:
             try:
-                if self._results.poll(0 if found else wait):
+                if self._answered(0 if found else wait):
                     while True:
                         for key, error in self._results.recv():
                             self._released.discard(key)
                             found.append(Outcome(self._items.pop(key), _revive(error)))
-                        if not self._results.poll(0):
+                        if not self._answered(0):
                             break
             except (EOFError, OSError):  # every outcome it sent was read before this
                 self._ended = True
@@ -235,6 +240,11 @@ class ProcessPostman(Generic[T]):
             found.extend(Outcome(self._items.pop(key), doubt) for key in sorted(self._released))
             self._released.clear()
         return found
+
+    def _answered(self, wait: float | None) -> bool:
+        """Has the sending child written an outcome, or closed its end (then recv
+        raises EOFError)? Waits up to `wait` seconds (None: until it has)."""
+        return bool(self._answers.poll(None if wait is None else wait * 1000))
 
     def stop(self) -> None:
         """Let the released messages go, drop what was only prepared, and wait."""

@@ -15,6 +15,7 @@ showing anyone's answers. Unsubscribe links never expire.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import json
@@ -30,7 +31,7 @@ from itsdangerous import (
     URLSafeSerializer,
     URLSafeTimedSerializer,
 )
-from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous.encoding import int_to_bytes
 
 UNSUBSCRIBE = "drip.unsubscribe"
 PREFERENCES = "drip.preferences"
@@ -71,6 +72,7 @@ class Tokens:
         # SHA-1, a new Signer and HMAC objects): two links per email sent, so the
         # derived keys are kept per purpose and `make` signs in one C call
         self._derived: dict[str, bytes] = {}
+        self._payload: tuple[str | None, bytes] = (None, b"")  # the last public id's
 
     def __repr__(self) -> str:
         return f"Tokens(<{len(self._keys)} keys masked>)"
@@ -78,21 +80,25 @@ class Tokens:
     def make(self, purpose: str, public_id: str) -> str:
         """Exactly what itsdangerous's URLSafe(Timed)Serializer(keys, salt=purpose)
         .dumps(public_id) gives (tests/test_tokens.py compares them), faster."""
-        value = json.dumps(public_id, ensure_ascii=False, separators=(",", ":")).encode()
-        compressed = zlib.compress(value)
-        if len(compressed) < len(value) - 1:  # as itsdangerous: only when it pays
-            value = b"." + base64_encode(compressed)
-        else:
-            value = base64_encode(value)
+        # every email signs two links for one public id: its payload is made once
+        last_id, value = self._payload
+        if last_id != public_id:
+            value = json.dumps(public_id, ensure_ascii=False, separators=(",", ":")).encode()
+            compressed = zlib.compress(value)
+            if len(compressed) < len(value) - 1:  # as itsdangerous: only when it pays
+                value = b"." + _base64(compressed)
+            else:
+                value = _base64(value)
+            self._payload = (public_id, value)
         if purpose in TIMED:
-            value += b"." + base64_encode(int_to_bytes(int(self._now())))
+            value += b"." + _base64(int_to_bytes(int(self._now())))
         key = self._derived.get(purpose)
         if key is None:  # itsdangerous's "django-concat" derivation, with the newest key
             secret = self._keys[-1].encode("utf-8")
             key = self._derived[purpose] = hashlib.sha1(
                 purpose.encode("utf-8") + b"signer" + secret
             ).digest()
-        signature = base64_encode(hmac.digest(key, value, "sha1"))
+        signature = _base64(hmac.digest(key, value, "sha1"))
         return (value + b"." + signature).decode("ascii")
 
     def read(self, purpose: str, token: str, max_age: int = CONFIRM_MAX_AGE) -> str:
@@ -127,6 +133,15 @@ class Tokens:
         except BadData:
             raise TokenError("this link is not valid") from None
         return _public_id(value), None
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _base64(data: bytes) -> bytes:
+    """itsdangerous's base64_encode (URL-safe, unpadded), without its three layers
+    of Python calls: five a message."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def _public_id(value: object) -> str:

@@ -267,11 +267,11 @@ class SMTPConnection:
             replies = [conn.getreply()]
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise _StaleConnection(str(exc) or type(exc).__name__) from None
-        refused = _first_refusal(replies)
+        refused = _refusal(0, replies[0])
         try:
             while len(replies) < len(_PIPELINE) and replies[-1][0] != 421:  # 421: it hangs up
                 replies.append(conn.getreply())
-                refused = refused or _first_refusal(replies)
+                refused = refused or _refusal(len(replies) - 1, replies[-1])
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             if refused is None:
@@ -352,20 +352,21 @@ class SMTPConnection:
 _PIPELINE = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
 
 
-def _first_refusal(
-    replies: list[tuple[int, bytes]],
+def _refusal(
+    index: int, reply: tuple[int, bytes]
 ) -> tuple[Stage, tuple[int, ...], tuple[int, bytes]] | None:
-    """The first pipelined reply that is not what its command needs, if any."""
-    for (stage, ok), reply in zip(_PIPELINE, replies, strict=False):
-        if reply[0] not in ok:
-            return stage, ok, reply
-    return None
+    """The pipelined command `index`'s reply, if it is not what that command needs."""
+    stage, ok = _PIPELINE[index]
+    return None if reply[0] in ok else (stage, ok, reply)
+
+
+_OFF_THE_LINE = re.compile("[\r\n<>]")
 
 
 def _commands(envelope: Envelope, options: list[str]) -> bytes:
     """MAIL FROM, RCPT TO and DATA as one pipelined write."""
     for address in (envelope.sender, envelope.recipient):
-        if any(c in address for c in "\r\n<>"):  # never a second command on the line
+        if _OFF_THE_LINE.search(address):  # never a second command on the line
             raise ValueError(f"address {address!r} cannot go on an SMTP command line")
     extra = "".join(" " + option for option in options)
     text = f"MAIL FROM:<{envelope.sender}>{extra}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n"

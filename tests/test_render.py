@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import email.policy
+from datetime import timedelta
 from email import message_from_bytes
+from email.utils import format_datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drip.config import load_config
 from drip.message import HeaderInjection, build_message
@@ -234,8 +238,31 @@ def test_message_bytes_parse_back_with_unicode_subject():
     assert msg["From"].addresses[0].display_name == "Clínica Sol"
     text, html = msg.iter_parts()
     assert text.get_content().replace("\r\n", "\n") == "Hola María\n" + "x" * 2000
-    assert html.get_content().startswith("<p>yyy")
+    assert html.get_content() == "<p>" + "y" * 3000 + "</p>"
     assert not msg.defects and not text.defects
+    lines = html.get_payload().split("\r\n")  # base64 in lines of 76 (RFC 2045 6.8)
+    assert {len(line) for line in lines[:-1]} == {76} and 0 < len(lines[-1]) <= 76
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(timezones=st.none() | st.timezones()),
+    later=st.timedeltas(min_value=timedelta(0), max_value=timedelta(seconds=3)),
+)
+def test_date_header_is_format_datetime_of_each_message_time(moment, later):
+    """The Date header is remembered per second of wall clock and UTC offset (a run's
+    messages share a few seconds); every message still gets its own time's."""
+    for when in (moment, moment + later if moment.year < 9999 else moment):
+        data = build_message(
+            from_address="news@sol.test",
+            to="p@x.test",
+            subject="Hi",
+            text="t",
+            html="h",
+            date=when,
+            message_id="<abc@sol.test>",
+        )
+        assert f"\r\nDate: {format_datetime(when)}\r\n".encode() in data
 
 
 def test_jinja_lost_in_the_text_part_is_rejected(project):

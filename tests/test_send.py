@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import json
 from email import message_from_bytes
 
 from conftest import summary
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drip.db import make_engine
-from drip.models import Delivery, Subscriber, Suppression
+from drip.models import AuditEntry, Delivery, Subscriber, Suppression
 
 # 2026-06-01 is a Monday; Chicago is UTC-5 in June, so 15:00Z is 10:00 local.
 MON_10 = "2026-06-01T15:00:00Z"
@@ -63,6 +64,12 @@ def test_first_step_goes_out_with_every_required_header(project, sink):
     assert "1 Test Street" in text.get_content() and "1 Test Street" in html.get_content()
     assert unsub[1:-1] in html.get_content()  # the visible link is the same one-click URL
     assert ("welcome", "sent") in deliveries(project)
+    # the audit row names the email, written as audit.record writes every detail
+    with Session(make_engine(project.database_url)) as session:
+        sent = select(AuditEntry.detail).where(AuditEntry.action == "email.sent")
+        (detail,) = session.scalars(sent)
+    expected = {"campaign": "leg-health", "step": "welcome", "ref": ref}
+    assert detail == json.dumps(expected, default=str, sort_keys=True)
 
 
 def test_steps_arrive_in_order_once_each_over_simulated_weeks(project, sink):

@@ -47,6 +47,19 @@ def test_make_is_itsdangerous_byte_for_byte(
     assert token == tokens.make(purpose, public_id)  # the cached key gives the same
 
 
+@settings(max_examples=100, deadline=None)
+@given(calls=st.lists(st.tuples(PURPOSES, IDS), min_size=1, max_size=8), when=TIMES)
+def test_one_tokens_object_signs_many_ids_and_purposes_in_any_order(
+    calls: list[tuple[str, str]], when: datetime
+) -> None:
+    """As the builder uses it: one Tokens for a whole run, links for id after id
+    (it keeps the last id's payload: it must never leak into another id's token)."""
+    tokens = Tokens("run-secret-0123456789", clock=lambda: when)
+    for purpose, public_id in calls:
+        expected = reference(["run-secret-0123456789"], purpose, public_id, when)
+        assert tokens.make(purpose, public_id) == expected
+
+
 def test_tokens_read_back_and_are_bound_to_their_purpose() -> None:
     tokens = Tokens("s3cret-key-for-the-test-0123456789")
     for purpose in (UNSUBSCRIBE, PREFERENCES, CONFIRM):
