@@ -55,16 +55,7 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     if any(session.scalar(select(clause)) for clause in in_progress):
         return None
     moments = [
-        # a paused patient's steps wait for the pause to end: that moment is below
-        session.scalar(
-            select(func.min(Enrollment.next_due_at))
-            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-            .where(
-                Enrollment.state == ENROLLED,
-                Subscriber.status == ACTIVE,
-                or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
-            )
-        ),
+        next_step_due(session, now),  # a paused patient's wait for the pause's end, below
         # any pause, whoever holds it (one more full run at most): a range of the
         # partial index on paused_until, where a status filter would read every row
         session.scalar(
@@ -95,6 +86,19 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     if any(m <= now for m in found):
         return None
     return min(found, default=NEVER)
+
+
+def next_step_due(session: Session, now: datetime) -> datetime | None:
+    """When the next series step is due for an active patient who is not paused."""
+    return session.scalar(
+        select(func.min(Enrollment.next_due_at))
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(
+            Enrollment.state == ENROLLED,
+            Subscriber.status == ACTIVE,
+            or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
+        )
+    )
 
 
 def in_doubt_count(session: Session) -> int:

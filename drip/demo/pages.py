@@ -19,11 +19,12 @@ from flask import (
     request,
     url_for,
 )
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from ..models import ACTIVE, ENROLLED, PENDING, Enrollment, Subscriber
+from ..models import PENDING, Subscriber
+from ..next_work import next_step_due
 from ..web import jobs
 from ..web.guard import csrf_ok
 from ..web.pages import services as app_services
@@ -165,17 +166,8 @@ def advance() -> Response:
 
 def next_due(services: Services) -> datetime | None:
     """When the next drip email is due for anyone (None: nothing is scheduled)."""
-    now = services.now()
     with Session(services.engine) as session:
-        return session.scalar(
-            select(func.min(Enrollment.next_due_at))
-            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-            .where(
-                Enrollment.state == ENROLLED,
-                Subscriber.status == ACTIVE,
-                or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
-            )
-        )
+        return next_step_due(session, services.now())
 
 
 def jump_to_next_email(services: Services, clock: DemoClock) -> int:
