@@ -497,6 +497,7 @@ class Sender:
         now = self.clock()
         if session.get_bind().dialect.name == "postgresql" and self._ranges is None:
             self._ranges = RangeLocks(self.engine)
+        width = self._lease_size(session)  # of a range of ids (PostgreSQL)
         stopped = newsletters.stop_removed_and_cancelled(session, self.config, now)
         self.summary.skipped += stopped
         self._commit()
@@ -514,7 +515,6 @@ class Sender:
                     if self._ranges is None:  # the only sender: everyone, in id order
                         last_id, taken = ids[-1], None
                     else:  # PostgreSQL: the range of ids[0], unless another sender has it
-                        width = self._lease_size(session)
                         taken = ids[0] // width
                         last_id = (taken + 1) * width - 1
                         if not self._ranges.take(newsletter.key, taken):
