@@ -176,6 +176,35 @@ def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
     return context
 
 
+def open_session(s: SMTPSettings, context: Callable[[], ssl.SSLContext]) -> smtplib.SMTP:
+    """A ready SMTP session: connected, EHLO, STARTTLS as configured, logged in
+    (raises TransportUnavailable)."""
+    try:
+        if s.implicit_tls:
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=s.timeout, context=context()
+            )
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        conn.ehlo()
+        if s.starttls != "off" and not s.implicit_tls:
+            if conn.has_extn("starttls"):
+                conn.starttls(context=context())
+                conn.ehlo()
+            elif s.starttls == "required":
+                conn.close()
+                raise TransportUnavailable(f"{s.host} does not offer STARTTLS")
+        if s.username:
+            conn.login(s.username, s.password or "")
+    except smtplib.SMTPAuthenticationError as exc:
+        raise TransportUnavailable(
+            f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}"
+        ) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransportUnavailable(f"cannot reach SMTP server {s.host}:{s.port}: {exc}") from None
+    return conn
+
+
 class SMTPConnection:
     """One SMTP session, reused for many messages; reconnects when the server hung up."""
 
@@ -186,32 +215,7 @@ class SMTPConnection:
         self.opened = 0  # sessions opened, for tests and the benchmark
 
     def _connect(self) -> smtplib.SMTP:
-        s = self.settings
-        try:
-            if s.implicit_tls:
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=self._context()
-                )
-            else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            conn.ehlo()
-            if s.starttls != "off" and not s.implicit_tls:
-                if conn.has_extn("starttls"):
-                    conn.starttls(context=self._context())
-                    conn.ehlo()
-                elif s.starttls == "required":
-                    conn.close()
-                    raise TransportUnavailable(f"{s.host} does not offer STARTTLS")
-            if s.username:
-                conn.login(s.username, s.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise TransportUnavailable(
-                f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}"
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransportUnavailable(
-                f"cannot reach SMTP server {s.host}:{s.port}: {exc}"
-            ) from None
+        conn = open_session(self.settings, self._context)
         self.opened += 1
         return conn
 
@@ -232,14 +236,7 @@ class SMTPConnection:
                 raise TemporaryFailure(f"connection dropped: {exc}") from None
 
     def _transaction(self, conn: smtplib.SMTP, envelope: Envelope) -> None:
-        options: list[str] = []
-        if envelope.needs_smtputf8:
-            if not conn.has_extn("smtputf8"):
-                raise PermanentFailure(
-                    "needs SMTPUTF8: the address is not plain ASCII and the relay does not "
-                    "offer SMTPUTF8"
-                )
-            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        options = smtp_options(envelope, bool(conn.has_extn("smtputf8")))
         if conn.has_extn("pipelining"):
             self._pipelined(conn, envelope, options)
             return
@@ -256,30 +253,30 @@ class SMTPConnection:
             self._expect(code, resp, Stage.DATA, (354,))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            raise _lost_before_content(exc) from None
+            raise lost_before_content(exc) from None
         self._content(conn, envelope)
 
     def _pipelined(self, conn: smtplib.SMTP, envelope: Envelope, options: list[str]) -> None:
         """MAIL, RCPT and DATA in one write, then their three replies (RFC 2920): two
         round trips a message instead of four, and a fraction of the CPU."""
         try:
-            conn.send(_commands(envelope, options))
+            conn.send(commands(envelope, options))
             replies = [conn.getreply()]
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise _StaleConnection(str(exc) or type(exc).__name__) from None
-        refused = _refusal(0, replies[0])
+        refused = refusal_at(0, replies[0])
         try:
-            while len(replies) < len(_PIPELINE) and replies[-1][0] != 421:  # 421: it hangs up
+            while len(replies) < len(PIPELINE) and replies[-1][0] != 421:  # 421: it hangs up
                 replies.append(conn.getreply())
-                refused = refused or _refusal(len(replies) - 1, replies[-1])
+                refused = refused or refusal_at(len(replies) - 1, replies[-1])
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             if refused is None:
-                raise _lost_before_content(exc) from None
+                raise lost_before_content(exc) from None
         if refused is None:
             self._content(conn, envelope)
             return
-        if len(replies) == len(_PIPELINE) and replies[-1][0] == 354:
+        if len(replies) == len(PIPELINE) and replies[-1][0] == 354:
             # a server that accepted DATA after refusing MAIL or RCPT: end the empty
             # message (it has no recipient) so the session stays in step
             try:
@@ -293,39 +290,26 @@ class SMTPConnection:
     def _content(self, conn: smtplib.SMTP, envelope: Envelope) -> None:
         """The message after a 354, and the server's verdict on it."""
         try:
-            conn.send(_dot_stuffed(envelope.data))
+            conn.send(dot_stuffed(envelope.data))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # the message content was not (completely) sent: the server cannot have it
             self._drop()
-            raise _lost_before_content(exc) from None
+            raise lost_before_content(exc) from None
         try:
             code, resp = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            raise InDoubt(
-                "connection lost after the message was sent, before the server answered "
-                f"({exc or type(exc).__name__}); the server may have it"
-            ) from None
+            raise in_doubt(exc) from None
         self._expect(code, resp, Stage.END_OF_DATA, (250,))
 
     def _expect(self, code: int, resp: bytes, stage: Stage, ok: tuple[int, ...]) -> None:
         if code in ok:
             return
-        text = resp.decode("utf-8", "replace")
         if code == 421:
             self._drop()  # the server is closing this session
         elif stage is not Stage.END_OF_DATA:
             self._reset()
-        message = f"{stage} refused: {code} {text}"
-        verdict = classify(stage, code, text)
-        if verdict is Verdict.DEFERRED:
-            raise TemporaryFailure(message, code)
-        raise PermanentFailure(
-            message,
-            code,
-            bounce=verdict is Verdict.BOUNCED,
-            refusal=Refusal.of(str(stage), code, text),
-        )
+        raise refused(stage, code, resp)
 
     def _reset(self) -> None:
         try:
@@ -348,22 +332,43 @@ class SMTPConnection:
         self._drop()
 
 
+def refused(stage: Stage, code: int, resp: bytes) -> DeliveryError:
+    """What a refusing reply at `stage` means for the message (replies.classify)."""
+    text = resp.decode("utf-8", "replace")
+    message = f"{stage} refused: {code} {text}"
+    verdict = classify(stage, code, text)
+    if verdict is Verdict.DEFERRED:
+        return TemporaryFailure(message, code)
+    return PermanentFailure(
+        message,
+        code,
+        bounce=verdict is Verdict.BOUNCED,
+        refusal=Refusal.of(str(stage), code, text),
+    )
+
+
+def needs_smtputf8() -> PermanentFailure:
+    return PermanentFailure(
+        "needs SMTPUTF8: the address is not plain ASCII and the relay does not offer SMTPUTF8"
+    )
+
+
 # what each pipelined command must get back
-_PIPELINE = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
+PIPELINE = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
 
 
-def _refusal(
+def refusal_at(
     index: int, reply: tuple[int, bytes]
 ) -> tuple[Stage, tuple[int, ...], tuple[int, bytes]] | None:
     """The pipelined command `index`'s reply, if it is not what that command needs."""
-    stage, ok = _PIPELINE[index]
+    stage, ok = PIPELINE[index]
     return None if reply[0] in ok else (stage, ok, reply)
 
 
 _OFF_THE_LINE = re.compile("[\r\n<>]")
 
 
-def _commands(envelope: Envelope, options: list[str]) -> bytes:
+def commands(envelope: Envelope, options: list[str]) -> bytes:
     """MAIL FROM, RCPT TO and DATA as one pipelined write."""
     for address in (envelope.sender, envelope.recipient):
         if _OFF_THE_LINE.search(address):  # never a second command on the line
@@ -373,13 +378,30 @@ def _commands(envelope: Envelope, options: list[str]) -> bytes:
     return text.encode("utf-8" if options else "ascii")
 
 
-def _lost_before_content(exc: BaseException) -> TemporaryFailure:
+def lost_before_content(exc: BaseException) -> TemporaryFailure:
     return TemporaryFailure(
         f"connection lost before the message was sent: {exc or type(exc).__name__}"
     )
 
 
-def _dot_stuffed(data: bytes) -> bytes:
+def in_doubt(exc: BaseException) -> InDoubt:
+    return InDoubt(
+        "connection lost after the message was sent, before the server answered "
+        f"({exc or type(exc).__name__}); the server may have it"
+    )
+
+
+def smtp_options(envelope: Envelope, smtputf8: bool) -> list[str]:
+    """MAIL FROM's options: SMTPUTF8 for an address that is not plain ASCII (raises
+    needs SMTPUTF8 when the relay does not offer it)."""
+    if not envelope.needs_smtputf8:
+        return []
+    if not smtputf8:
+        raise needs_smtputf8()
+    return ["SMTPUTF8", "BODY=8BITMIME"]
+
+
+def dot_stuffed(data: bytes) -> bytes:
     """The DATA payload (RFC 5321 4.5.2): lines starting with "." get one more, then
     the terminating line. `data` already has CRLF line ends (message.build_message)."""
     if data.startswith(b"."):

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ssl
-
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import summary
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from mailsink import MailSink
 
 from drip.transport import SMTPSettings
@@ -26,35 +19,6 @@ def accept_alice(server, session, envelope, mechanism, auth_data):
         and auth_data.password == b"s3cret/pass"
     )
     return AuthResult(success=ok, handled=False)  # let aiosmtpd answer 535 itself
-
-
-@pytest.fixture
-def tls_context(tmp_path) -> ssl.SSLContext:
-    """A self-signed certificate for 127.0.0.1, made for this test."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return context
 
 
 def add(project):
