@@ -153,96 +153,120 @@ class ProcessPostman(Generic[T]):
     (TransportUnavailable, so its claim is put back).
     """
 
-    def __init__(self, settings: SMTPSettings, workers: int, build: Callable[[Any], Envelope]):
+    def __init__(
+        self,
+        settings: SMTPSettings,
+        workers: int,
+        build: Callable[[Any], Envelope],
+        children: int = 1,
+    ):
         context = multiprocessing.get_context("fork")
-        # pipes are (reader, writer); each process closes the ends it does not use,
-        # so a reader sees the end of its pipe once every writer is gone
-        orders, self._orders = context.Pipe(duplex=False)  # parent -> child
-        self._results, results = context.Pipe(duplex=False)  # child -> parent
-        child = context.Process(
-            target=_courier,
-            args=(settings, workers, build, orders, results),
-            kwargs={"unused": [self._orders, self._results]},
-            name="drip-smtp",
-            daemon=True,
-        )
-        child.start()
-        self._child = child
-        for end in (orders, results):
-            end.close()
-        # the results pipe is polled about twice an email: one poll object made once
+        count = max(1, min(children, workers))
+        self._children: list[_Child] = []
+        for i in range(count):
+            share = workers // count + (i < workers % count)  # its connections
+            self._children.append(_Child(context, settings, share, build, self._children))
+        # the results pipes are polled about twice an email: one poll object made once
         # (Connection.poll builds, registers and closes a selector on every call)
         self._answers = select.poll()
-        self._answers.register(self._results.fileno(), select.POLLIN)
+        self._by_fd: dict[int, _Child] = {}
+        for child in self._children:
+            self._answers.register(child.results.fileno(), select.POLLIN)
+            self._by_fd[child.results.fileno()] = child
         self._items: dict[str, T] = {}
-        self._released: set[str] = set()  # handed to the child, not yet answered
+        self._route: dict[str, _Child] = {}  # which child builds and sends a message
+        self._turn = 0
         self._unsent: list[Outcome[T]] = []  # decided here: the child is gone
-        self.failed: str | None = None  # why the child ended before its time
-        self._ended = False  # the child is gone and all it sent was read
+        self.failed: str | None = None  # why a child ended before its time
 
     def prepare(self, batch: Sequence[tuple[str, T, Any]]) -> None:
-        """(key, item, work) triples to build now, in one write; none is sent before
-        `release` names it."""
-        for key, item, _ in batch:
+        """(key, item, work) triples to build now, in one write per child; none is
+        sent before `release` names it. The children take turns, message by message."""
+        shares: dict[int, list[tuple[str, Any]]] = {}
+        for key, item, work in batch:
             self._items[key] = item
-        if batch and self.failed is None:
-            try:
-                self._orders.send(("prepare", [(key, work) for key, _, work in batch]))
-            except OSError:  # never claimed: the caller stops before it would be
-                self.failed = SENDER_GONE
+            child = self._children[self._turn % len(self._children)]
+            self._turn += 1
+            self._route[key] = child
+            shares.setdefault(id(child), []).append((key, work))
+        for child in self._children:
+            share = shares.get(id(child))
+            if share and not child.gone:
+                try:
+                    child.orders.send(("prepare", share))
+                except OSError:  # never claimed: the caller stops before it would be
+                    self._lose(child)
 
     def release(self, keys: Sequence[str], dropped: Sequence[str] = ()) -> None:
         """Send these prepared messages, in this order (their claims are committed);
         forget the `dropped` ones (their claims were lost)."""
+        orders: dict[int, tuple[list[str], list[str]]] = {}
+        for key in keys:
+            orders.setdefault(id(self._route[key]), ([], []))[0].append(key)
         for key in dropped:
             del self._items[key]
-        if not keys and not dropped:
-            return
-        try:
-            if self.failed == SENDER_GONE:
-                raise BrokenPipeError
-            self._orders.send(("release", list(keys), list(dropped)))
-        except OSError:  # these never reached the child: unsent, give them back
-            self.failed = SENDER_GONE
-            gone = TransportUnavailable(f"{SENDER_GONE}; this email was not sent")
-            self._unsent.extend(Outcome(self._items.pop(key), gone) for key in keys)
-            return
-        self._released.update(keys)
+            orders.setdefault(id(self._route.pop(key)), ([], []))[1].append(key)
+        for child in self._children:
+            if id(child) not in orders:
+                continue
+            mine, lost = orders[id(child)]
+            try:
+                if child.gone:
+                    raise BrokenPipeError
+                child.orders.send(("release", mine, lost))
+            except OSError:  # these never reached the child: unsent, give them back
+                self._lose(child)
+                gone = TransportUnavailable(f"{SENDER_GONE}; this email was not sent")
+                self._unsent.extend(Outcome(self._forget(key), gone) for key in mine)
+                continue
+            child.released.update(mine)
 
     def outcomes(self, wait: float | None = 0) -> list[Outcome[T]]:
         found, self._unsent = self._unsent, []
-        if not self._ended:
+        for child in self._ready(0 if found else wait):
             try:
-                if self._answered(0 if found else wait):
-                    while True:
-                        for key, error in self._results.recv():
-                            self._released.discard(key)
-                            found.append(Outcome(self._items.pop(key), _revive(error)))
-                        if not self._answered(0):
-                            break
+                while True:
+                    for key, error in child.results.recv():
+                        child.released.discard(key)
+                        found.append(Outcome(self._forget(key), _revive(error)))
+                    if not child.more.poll(0):
+                        break
             except (EOFError, OSError):  # every outcome it sent was read before this
-                self._ended = True
-                self.failed = SENDER_GONE
-        if self._ended:  # what the child had and never answered is in doubt
-            doubt = InDoubt(f"{SENDER_GONE} before reporting this email; the relay may have it")
-            found.extend(Outcome(self._items.pop(key), doubt) for key in sorted(self._released))
-            self._released.clear()
+                self._lose(child)
+                self._answers.unregister(child.results.fileno())
+                # what the child had and never answered is in doubt
+                doubt = InDoubt(f"{SENDER_GONE} before reporting this email; the relay may have it")
+                found.extend(Outcome(self._forget(k), doubt) for k in sorted(child.released))
+                child.released.clear()
         return found
 
-    def _answered(self, wait: float | None) -> bool:
-        """Has the child written an outcome, or closed its end (then recv raises
-        EOFError)? Waits up to `wait` seconds (None: until it has)."""
-        return bool(self._answers.poll(None if wait is None else wait * 1000))
+    def _forget(self, key: str) -> T:
+        self._route.pop(key, None)
+        return self._items.pop(key)
+
+    def _lose(self, child: _Child) -> None:
+        child.gone = True
+        self.failed = SENDER_GONE
+
+    def _ready(self, wait: float | None) -> list[_Child]:
+        """The children that wrote outcomes or closed their end (then recv raises
+        EOFError), waiting up to `wait` seconds for one (None: until one has)."""
+        if all(child.ended for child in self._children):
+            return []
+        timeout = None if wait is None else wait * 1000
+        return [self._by_fd[fd] for fd, _ in self._answers.poll(timeout)]
 
     def stop(self) -> None:
         """Let the released messages go, drop what was only prepared, and wait."""
-        with contextlib.suppress(OSError):
-            self._orders.send(None)
-        self._child.join(60)
-        if self._child.is_alive():  # pragma: no cover - a wedged child
-            self._child.kill()
-        for end in (self._orders, self._results):
-            end.close()
+        for child in self._children:
+            with contextlib.suppress(OSError):
+                child.orders.send(None)
+        for child in self._children:
+            child.process.join(60)
+            if child.process.is_alive():  # pragma: no cover - a wedged child
+                child.process.kill()
+            for end in (child.orders, child.results):
+                end.close()
 
     def __enter__(self) -> Self:
         return self
@@ -254,6 +278,45 @@ class ProcessPostman(Generic[T]):
 
 
 SENDER_GONE = "the sending process ended unexpectedly (killed?)"
+SENDING_CHILDREN = 2  # building is the costly stage: two processes share it
+
+
+class _Child:
+    """One forked sending child and the parent's ends of its two pipes."""
+
+    def __init__(
+        self,
+        context: Any,
+        settings: SMTPSettings,
+        connections: int,
+        build: Callable[[Any], Envelope],
+        siblings: Sequence[_Child],
+    ):
+        # pipes are (reader, writer); each process closes the ends it does not use,
+        # so a reader sees the end of its pipe once every writer is gone
+        orders, self.orders = context.Pipe(duplex=False)  # parent -> child
+        self.results, results = context.Pipe(duplex=False)  # child -> parent
+        unused = [self.orders, self.results]
+        for sibling in siblings:  # forked later, it must not hold its siblings' pipes
+            unused += [sibling.orders, sibling.results]
+        self.process = context.Process(
+            target=_courier,
+            args=(settings, connections, build, orders, results),
+            kwargs={"unused": unused},
+            name="drip-smtp",
+            daemon=True,
+        )
+        self.process.start()
+        for end in (orders, results):
+            end.close()
+        self.more = select.poll()  # another outcome waiting (without a selector a call)
+        self.more.register(self.results.fileno(), select.POLLIN)
+        self.released: set[str] = set()  # handed to it, not yet answered
+        self.gone = False  # it ended (or its pipe broke) before its time
+
+    @property
+    def ended(self) -> bool:
+        return self.gone and not self.released
 
 
 def _in_child(unused: Sequence[Connection]) -> None:
@@ -325,5 +388,5 @@ def make_postman(
     """A ProcessPostman for SMTP when asked for (big runs: `build` then runs in the
     builder child), else threads here (the caller builds)."""
     if separate_process and isinstance(transport, SMTPTransport):
-        return ProcessPostman(transport.settings, workers, build)
+        return ProcessPostman(transport.settings, workers, build, children=SENDING_CHILDREN)
     return Postman(transport, workers)

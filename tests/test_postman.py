@@ -76,3 +76,18 @@ def test_a_message_the_builder_cannot_build_comes_back_with_its_reason(sink):
     assert isinstance(found["second"], BuildFailed)
     assert "template error on line 3" in str(found["second"])
     assert sorted(m.recipient for m in sink.received) == ["a@example.org", "c@example.org"]
+
+
+def test_two_children_share_the_messages_and_each_goes_once(sink):
+    postman: ProcessPostman[str] = ProcessPostman(settings(sink), 4, build, children=2)
+    try:
+        postman.prepare(
+            [(f"k{i}", f"item{i}", (f"p{i}@example.org", f"hello {i}")) for i in range(20)]
+        )
+        postman.release([f"k{i}" for i in range(0, 20, 2)], dropped=["k1", "k3"])
+        found = outcomes_of(postman, 10)
+        assert found == {f"item{i}": None for i in range(0, 20, 2)}
+    finally:
+        postman.stop()  # the odd ones were only prepared (or dropped): never sent
+    got = sorted(m.recipient for m in sink.received)
+    assert got == sorted(f"p{i}@example.org" for i in range(0, 20, 2))
