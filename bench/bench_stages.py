@@ -2,13 +2,13 @@
 
     python bench/bench_stages.py [--subscribers 4000] [--profile build|parent] [--build-only]
 
-1. build: what the builder process does per email (Jinja render + MIME compose,
-   no DKIM), timed in this process on the seeded fixture's first step (the
-   quickest of several rounds: the least disturbed by other work).
+1. build: what a sending child does per email to build it (Jinja render + MIME
+   compose, no DKIM), timed in this process on the seeded fixture's first step
+   (the quickest of several rounds: the least disturbed by other work).
 2. run: the real `drip send` against Postfix's `smtp-sink` (4 connections), with
-   the CPU of the parent (plan, claim, record on SQLite) and of its two children
-   (builder and sending process) read from the kernel separately; the sending
-   child's share is the children's total less the build stage's.
+   the CPU of the parent (plan, claim, record on SQLite) and of its sending
+   children (which build and send) read from the kernel separately; the sending
+   part is the children's total less the build stage's.
 CPU time, not wall time: it is what a 2-core machine runs out of. Nothing here
 is a pass/fail test.
 """
@@ -51,7 +51,7 @@ main()
 
 
 def build_stage(env: dict[str, str], count: int, profile: bool) -> float:
-    """ms of CPU per message built (render + compose), as the builder does it."""
+    """ms of CPU per message built (render + compose), as a sending child does it."""
     config = load_config(env["DRIP_CONFIG"])
     engine = db.make_engine(env["DRIP_DATABASE_URL"])
     sender = Sender(
@@ -137,7 +137,7 @@ def main() -> None:
                 "build_ms_per_email": round(build_ms, 3),
                 "parent_ms_per_email": round(1000 * usage["self"] / count, 3),
                 "children_ms_per_email": round(1000 * usage["children"] / count, 3),
-                "sending_child_ms_per_email (children - build)": round(
+                "sending_ms_per_email (children - build)": round(
                     1000 * usage["children"] / count - build_ms, 3
                 ),
                 "total_ms_per_email": round(1000 * total / count, 3),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,7 +33,7 @@ class HeaderInjection(ValueError):
 
 class BuildFailed(Exception):
     """A message could not be rendered or composed (reported by the process that
-    tried: the builder, drip/postman.py)."""
+    tried: a sending child, drip/courier.py)."""
 
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
@@ -107,11 +108,20 @@ def _date_header(wall: datetime, offset: timedelta | None) -> str:
 
 
 def _base64(text: str) -> bytes:
-    """Base64 in 76-character lines: ~4x faster than quoted-printable for the large
-    HTML part (whose lines MJML makes longer than SMTP's 998 limit)."""
+    """Base64 in 76-character lines: faster than quoted-printable for the large HTML
+    part (whose lines MJML makes longer than SMTP's 998 limit)."""
     encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
-    # slices: ~15% fewer instructions than a regex's findall (callgrind)
-    return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)])
+    full, rest = divmod(len(encoded), 76)
+    # one C call cuts every whole line (half the time of slicing in a loop)
+    lines = [*_lines(full).unpack_from(encoded)]
+    if rest:
+        lines.append(encoded[full * 76 :])
+    return b"\r\n".join(lines)
+
+
+@lru_cache(maxsize=64)  # a run's emails come in a handful of lengths
+def _lines(count: int) -> struct.Struct:
+    return struct.Struct("76s" * count)
 
 
 def _qp(text: str) -> bytes:

@@ -386,7 +386,7 @@ def make_postman(
     build: Callable[[Any], Envelope],
 ) -> Any:
     """A ProcessPostman for SMTP when asked for (big runs: `build` then runs in the
-    builder child), else threads here (the caller builds)."""
+    sending children), else threads here (the caller builds)."""
     if separate_process and isinstance(transport, SMTPTransport):
         return ProcessPostman(transport.settings, workers, build, children=SENDING_CHILDREN)
     return Postman(transport, workers)

@@ -5,10 +5,10 @@ The stages, each in its own place:
   not match are recorded as skipped, steps outside the send window wait; at most
   one email per subscriber per campaign per run.
 - render + compose (`outgoing.build`): Jinja per subscriber, MIME bytes; for a
-  big run, ahead of the claim in a builder process (`postman.ProcessPostman`).
+  big run, ahead of the claim in the sending children (`postman.ProcessPostman`).
 - claim (`claims.claim`): a few messages at a time, committed before any SMTP talk.
 - send (`postman.Postman`): N connections, each with its own thread; for a big
-  run, in a sending child process that sends only what was claimed.
+  run, from the sending children's event loops, which send only what was claimed.
 - record (`claims.record`): results in batches, with each enrollment's next step.
 
 The guarantees and how they are kept:
@@ -203,7 +203,7 @@ class Job:
 
 def _build_values(job: Job) -> tuple[Any, ...]:
     """What building `job`'s message takes, in plain values (cheap to pass to the
-    builder process): what Sender._envelope unpacks."""
+    sending children): what Sender._envelope unpacks."""
     return (
         job.email,
         job.public_id,
@@ -664,7 +664,7 @@ class Sender:
                 separate_process=self.separate_process and max(len(jobs), self._due) >= BIG_RUN,
                 build=self._envelope,
             )
-        # big runs: a builder process builds ahead while the relay works; else here
+        # big runs: the sending children build ahead while the relay works; else here
         builder = self._builder
         pending, ready = deque(jobs), deque[Job]()  # planned; built (or building), unclaimed
         batch = max(1, self.max_in_flight // 2)  # claims per commit, at least
@@ -704,7 +704,7 @@ class Sender:
 
     @property
     def _builder(self) -> ProcessPostman[Job] | None:
-        """The postman's builder process, when it has one (big runs over SMTP)."""
+        """The postman that builds in its children, when it is one (big runs over SMTP)."""
         if self.postman is None:
             return None
         from .postman import ProcessPostman  # loaded already: there is mail to send
@@ -719,7 +719,7 @@ class Sender:
             job.broken = str(exc) or type(exc).__name__
 
     def _envelope(self, values: tuple[Any, ...]) -> Envelope:
-        """The message from `_build_values` (raises); here, or in the builder process."""
+        """The message from `_build_values` (raises); here, or in a sending child."""
         from .outgoing import build  # Jinja, MJML and MIME: not loaded by an idle run
 
         email, public_id, first_name, symptoms, campaign_key, step_key, ref = values
