@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.policy
 from datetime import timedelta
 from email import message_from_bytes
@@ -279,3 +280,13 @@ def test_jinja_lost_in_the_text_part_is_rejected(project):
     )
     out = check_output(project)
     assert "is lost when the HTML becomes plain text" in out and "causes" in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(html=st.text(max_size=3000))
+def test_the_html_part_is_base64_in_lines_of_76_that_decode_to_it(html):
+    from drip.message import _base64
+
+    lines = _base64(html).split(b"\r\n")
+    assert all(len(line) == 76 for line in lines[:-1]) and len(lines[-1]) <= 76
+    assert base64.b64decode(b"".join(lines)) == html.encode("utf-8")
