@@ -278,7 +278,7 @@ class ProcessPostman(Generic[T]):
 
 
 SENDER_GONE = "the sending process ended unexpectedly (killed?)"
-SENDING_CHILDREN = 2  # building is the costly stage: two processes share it
+SENDING_CHILDREN = 1  # two measured slower on two cores (the parent needs one)
 
 
 class _Child:
