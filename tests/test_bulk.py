@@ -224,8 +224,8 @@ def test_every_claim_is_recorded_before_the_run_ends(project, sink):
     assert statuses == {"sent": 50}
 
 
-def test_a_big_run_builds_in_the_builder_process_and_one_bad_message_fails_alone(project, sink):
-    """From BIG_RUN emails, a forked builder process renders; a message it cannot
+def test_a_big_run_builds_in_the_sending_child_and_one_bad_message_fails_alone(project, sink):
+    """From BIG_RUN emails, the forked sending child renders; a message it cannot
     build fails alone with its reason, as in a small run (test_faults)."""
     addresses = seed(project, BIG_RUN + 16)
     engine = db.make_engine(project.database_url)

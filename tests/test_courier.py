@@ -14,6 +14,7 @@ import time
 import pytest
 from mailsink import MailSink
 from scripted_smtp import ScriptedSMTP
+from test_faults import TEMPORARY
 
 from drip.message import Envelope
 from drip.postman import ProcessPostman
@@ -80,14 +81,7 @@ def both(script: dict[str, str] | None = None, **options: object):
 
 
 ROWS = [
-    ("mail", "421 4.3.2 Service shutting down"),
-    ("rcpt", "421 4.3.2 Service shutting down"),
-    ("data", "421 4.3.2 Service shutting down"),
-    ("end", "421 4.3.2 Service shutting down"),
-    ("mail", "451 4.3.0 Local error"),
-    ("rcpt", "450 4.2.1 Mailbox busy"),
-    ("data", "451 4.3.0 Try again later"),
-    ("end", "452 4.3.1 Insufficient storage"),
+    *TEMPORARY,
     ("rcpt", "550 5.1.1 No such user"),
     ("rcpt", "550 User unknown"),
     ("rcpt", "550 Relaying denied"),
@@ -95,7 +89,6 @@ ROWS = [
     ("data", "554 5.7.1 Rejected by policy"),
     ("end", "554 5.7.1 Message refused as spam"),
     ("mail", "hangup"),  # before MAIL is answered: one more try, on a fresh session
-    ("rcpt", "hangup"),  # before the content: deferred
     ("data", "hangup"),
     ("end", "hangup"),  # after the whole message: in doubt
     ("end", "sleep:3 250 OK"),  # past the 2 s timeout, after the content: in doubt

@@ -61,20 +61,21 @@ def send(project, relay, now=MON_10, *extra: str):
     return project.cli("send", "--now", now)
 
 
-@pytest.mark.parametrize(
-    "stage,answer",
-    [
-        ("mail", "421 4.3.2 Service shutting down"),
-        ("rcpt", "421 4.3.2 Service shutting down"),
-        ("data", "421 4.3.2 Service shutting down"),
-        ("end", "421 4.3.2 Service shutting down"),
-        ("mail", "451 4.3.0 Local error"),
-        ("rcpt", "450 4.2.1 Mailbox busy"),
-        ("data", "451 4.3.0 Try again later"),
-        ("end", "452 4.3.1 Insufficient storage"),
-        ("rcpt", "hangup"),  # the line drops before the message content was sent
-    ],
-)
+# (stage, answer): each one the email is deferred for, to be tried again
+TEMPORARY = [
+    ("mail", "421 4.3.2 Service shutting down"),
+    ("rcpt", "421 4.3.2 Service shutting down"),
+    ("data", "421 4.3.2 Service shutting down"),
+    ("end", "421 4.3.2 Service shutting down"),
+    ("mail", "451 4.3.0 Local error"),
+    ("rcpt", "450 4.2.1 Mailbox busy"),
+    ("data", "451 4.3.0 Try again later"),
+    ("end", "452 4.3.1 Insufficient storage"),
+    ("rcpt", "hangup"),  # the line drops before the message content was sent
+]
+
+
+@pytest.mark.parametrize("stage,answer", TEMPORARY)
 def test_temporary_answers_are_deferred_and_retried(project, relay, stage, answer):
     add(project, "pat@example.org")
     relay.script_for["pat@example.org"] = {stage: answer}

@@ -1,6 +1,6 @@
 """The forked build and send stages (postman.ProcessPostman) against a real SMTP server:
 what is only prepared is never sent, what is released goes out in order, what the
-builder cannot build comes back as its reason."""
+child cannot build comes back as its reason."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from drip.transport import SMTPSettings
 
 
 def build(work: tuple[str, str]) -> Envelope:
-    """What the builder process runs: an Envelope from plain values (raises like a
+    """What the sending child runs: an Envelope from plain values (raises like a
     template error would for a recipient named 'broken')."""
     recipient, body = work
     if recipient.startswith("broken"):
@@ -58,7 +58,7 @@ def test_stopping_sends_what_was_released_and_nothing_only_prepared(sink):
     assert sorted(m.recipient for m in sink.received) == [f"p{i}@example.org" for i in range(5)]
 
 
-def test_a_message_the_builder_cannot_build_comes_back_with_its_reason(sink):
+def test_a_message_the_child_cannot_build_comes_back_with_its_reason(sink):
     postman: ProcessPostman[str] = ProcessPostman(settings(sink), 2, build)
     try:
         postman.prepare(

@@ -52,7 +52,7 @@ def test_make_is_itsdangerous_byte_for_byte(
 def test_one_tokens_object_signs_many_ids_and_purposes_in_any_order(
     calls: list[tuple[str, str]], when: datetime
 ) -> None:
-    """As the builder uses it: one Tokens for a whole run, links for id after id
+    """As the sending child uses it: one Tokens for a whole run, links for id after id
     (it keeps the last id's payload: it must never leak into another id's token)."""
     tokens = Tokens("run-secret-0123456789", clock=lambda: when)
     for purpose, public_id in calls:
