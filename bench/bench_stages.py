@@ -33,7 +33,7 @@ from bench_send import NOW, seed, start_sink
 from drip import db
 from drip.config import load_config
 from drip.sender import Sender
-from drip.tokens import Tokens
+from drip.tokens import Tokens, links
 
 # runs `drip send` and reports the parent's and the (joined) children's CPU apart
 _WRAPPER = """
@@ -68,6 +68,7 @@ def build_stage(env: dict[str, str], count: int, profile: bool) -> float:
             campaign.key,
             step.key,
             os.urandom(16).hex(),
+            links(sender.tokens, config.clinic.base_url, f"{i:032x}"),  # made by the parent
         )
         for i in range(count)
     ]

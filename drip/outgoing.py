@@ -7,14 +7,15 @@ boundary and the Message-ID's ref).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from .config import Campaign, Clinic, Config, Step
 from .message import Envelope, compose, return_path, wire_address
 from .render import RenderedEmail, Renderer, subscriber_context
-from .tokens import Tokens, links
+from .tokens import Tokens
+from .tokens import links as signed_links
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,17 @@ def build(
     ref: str,
     date: datetime,
     sign: Callable[[bytes], bytes] | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> Outgoing:
     """Render `step` for this patient and compose the message; raises on any problem.
 
-    `sign` (DKIM, drip/dkim.py) gets the finished bytes last."""
+    `sign` (DKIM, drip/dkim.py) gets the finished bytes last. `links`: the
+    patient's signed links, when the caller made them (tokens.links)."""
     context = subscriber_context(
         config,
         first_name=first_name,
         symptoms=set(symptoms),
-        links=links(tokens, config.clinic.base_url, public_id),
+        links=links or signed_links(tokens, config.clinic.base_url, public_id),
         campaign=campaign,
         step=step,
     )

@@ -91,7 +91,7 @@ from .schedule import (
 )
 from .subscribers import address_hash, suppress
 from .summary import Summary
-from .tokens import Tokens
+from .tokens import Tokens, links
 from .transport import (
     InDoubt,
     PermanentFailure,
@@ -199,20 +199,6 @@ class Job:
     @property
     def newsletter(self) -> bool:
         return self.enrollment_id is None
-
-
-def _build_values(job: Job) -> tuple[Any, ...]:
-    """What building `job`'s message takes, in plain values (cheap to pass to the
-    sending children): what Sender._envelope unpacks."""
-    return (
-        job.email,
-        job.public_id,
-        job.first_name,
-        job.symptoms,
-        job.campaign.key,
-        job.step.key,
-        job.ref,
-    )
 
 
 class Sender:
@@ -687,7 +673,7 @@ class Sender:
                     ahead = [
                         pending.popleft() for _ in range(len(ready), self.max_in_flight) if pending
                     ]
-                    builder.prepare([(job.ref, job, _build_values(job)) for job in ahead])
+                    builder.prepare([(job.ref, job, self._build_values(job)) for job in ahead])
                     ready.extend(ahead)
                 else:
                     job = pending.popleft()
@@ -714,15 +700,30 @@ class Sender:
     def _build(self, job: Job) -> None:
         """Render and compose one message; a failure is kept with the job, not raised."""
         try:
-            job.envelope = self._envelope(_build_values(job))
+            job.envelope = self._envelope(self._build_values(job))
         except Exception as exc:  # one broken message must not stop the others
             job.broken = str(exc) or type(exc).__name__
+
+    def _build_values(self, job: Job) -> tuple[Any, ...]:
+        """What building `job`'s message takes, in plain values (cheap to pass to the
+        sending child): what `_envelope` unpacks. The signed links are made here: the
+        child, which builds and sends, is the busier process of a big run."""
+        return (
+            job.email,
+            job.public_id,
+            job.first_name,
+            job.symptoms,
+            job.campaign.key,
+            job.step.key,
+            job.ref,
+            links(self.tokens, self.config.clinic.base_url, job.public_id),
+        )
 
     def _envelope(self, values: tuple[Any, ...]) -> Envelope:
         """The message from `_build_values` (raises); here, or in a sending child."""
         from .outgoing import build  # Jinja, MJML and MIME: not loaded by an idle run
 
-        email, public_id, first_name, symptoms, campaign_key, step_key, ref = values
+        email, public_id, first_name, symptoms, campaign_key, step_key, ref, urls = values
         campaign, step = self._steps[campaign_key, step_key]
         return build(
             self.config,
@@ -737,6 +738,7 @@ class Sender:
             ref=ref,
             date=self.clock(),
             sign=self.sign,
+            links=urls,
         ).envelope
 
     @cached_property
