@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -107,6 +107,21 @@ def _datetimes(dialect: Dialect) -> Callable[[datetime | None], Any]:
     """What UTCDateTime binds for a datetime on this dialect (SQLite: its text form)."""
     processor = _PROCESSORS.get(dialect.name)
     if processor is None:
-        found = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-        processor = _PROCESSORS[dialect.name] = found or (lambda value: value)
+        if dialect.name == "sqlite":
+            processor = _sqlite_text
+        else:
+            found = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+            processor = found or (lambda value: value)
+        _PROCESSORS[dialect.name] = processor
     return processor
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    """UTCDateTime's text on SQLite ("2026-06-01 15:00:00.000000", UTC), as its
+    bind processor makes it, in one C call instead of three Python frames: four
+    values an email on the send path."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime; drip stores UTC-aware datetimes only")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
