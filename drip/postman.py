@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
-import os
 import queue
 import select
 import signal
@@ -338,12 +337,13 @@ def _courier(
     results: Connection,
     unused: Sequence[Connection],
 ) -> None:
-    """The child: build what is prepared, send what is released (drip/courier.py)."""
+    """The child: build what is prepared, send what is released (drip/courier.py).
+    Done, it returns to multiprocessing, which ends the process without the
+    parent's exit handlers (and lets a coverage run save what this child ran)."""
     _in_child(unused)
     from .courier import Courier
 
     Courier(settings, workers, build, orders, results).run(_flatten)
-    os._exit(0)
 
 
 def _flatten(error: BaseException | None) -> tuple[Any, ...] | None:
