@@ -51,18 +51,10 @@ class Outcome(Generic[T]):
 class Postman(Generic[T]):
     failed: str | None = None  # threads cannot die alone: never set here
 
-    def __init__(
-        self,
-        transport: Transport,
-        workers: int,
-        deliver: Callable[[Outcome[T]], None] | None = None,
-    ):
+    def __init__(self, transport: Transport, workers: int):
         self.transport = transport
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[Outcome[T]] = queue.SimpleQueue()
-        # where each outcome goes from the connection's own thread (default: a queue
-        # the caller reads with `outcomes`)
-        self._deliver = deliver or self._outcomes.put
         self._unavailable: TransportUnavailable | None = None
         self._threads = [
             threading.Thread(target=self._work, name=f"drip-smtp-{i}", daemon=True)
@@ -107,11 +99,7 @@ class Postman(Generic[T]):
                     self._unavailable = error = exc
                 except Exception as exc:  # recorded against this message; the run goes on
                     error = exc
-            self._deliver(Outcome(item, error))
-
-    def report(self, item: T, error: BaseException | None) -> None:
-        """An outcome decided without the relay (e.g. a message that could not be built)."""
-        self._deliver(Outcome(item, error))
+            self._outcomes.put(Outcome(item, error))
 
     def stop(self) -> None:
         for _ in self._threads:
