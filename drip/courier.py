@@ -36,6 +36,7 @@ from .message import BuildFailed, Envelope
 from .replies import Stage
 from .transport import (
     PIPELINE,
+    SharedTLS,
     SMTPSettings,
     TemporaryFailure,
     TransportUnavailable,
@@ -47,7 +48,6 @@ from .transport import (
     refusal_at,
     refused,
     smtp_options,
-    tls_context,
 )
 
 _CHUNK = 256 * 1024  # bytes per socket write
@@ -300,8 +300,7 @@ class Courier:
         self._unavailable: TransportUnavailable | None = None
         self._answers: list[tuple[str, BaseException | None]] = []
         self._stopping = False
-        self._tls: ssl.SSLContext | None = None
-        self._tls_lock = threading.Lock()
+        self._tls = SharedTLS(settings)  # one context for every session
         self._wake_r, self._wake_w = os.pipe()  # an opening thread is done
         self._poll = select.poll()
         self._poll.register(orders.fileno(), select.POLLIN)
@@ -448,21 +447,13 @@ class Courier:
 
     def _open(self) -> None:
         try:
-            session: smtplib.SMTP | TransportUnavailable = open_session(
-                self.settings, self._context
-            )
+            session: smtplib.SMTP | TransportUnavailable = open_session(self.settings, self._tls)
         except TransportUnavailable as exc:
             session = exc
         except Exception as exc:  # pragma: no cover - open_session wraps what it raises
             session = TransportUnavailable(f"cannot reach the SMTP server: {exc}")
         self._opened.put(session)
         os.write(self._wake_w, b".")
-
-    def _context(self) -> ssl.SSLContext:
-        with self._tls_lock:  # one context for every session
-            if self._tls is None:
-                self._tls = tls_context(self.settings)
-            return self._tls
 
     def _adopt(self) -> None:
         while True:

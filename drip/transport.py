@@ -176,6 +176,22 @@ def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
     return context
 
 
+class SharedTLS:
+    """`tls_context(settings)`, made on the first call and shared by every session
+    after it (an SSLContext is thread-safe); callable from any thread."""
+
+    def __init__(self, settings: SMTPSettings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+
+    def __call__(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._context is None:
+                self._context = tls_context(self.settings)
+            return self._context
+
+
 def open_session(s: SMTPSettings, context: Callable[[], ssl.SSLContext]) -> smtplib.SMTP:
     """A ready SMTP session: connected, EHLO, STARTTLS as configured, logged in
     (raises TransportUnavailable)."""
@@ -347,12 +363,6 @@ def refused(stage: Stage, code: int, resp: bytes) -> DeliveryError:
     )
 
 
-def needs_smtputf8() -> PermanentFailure:
-    return PermanentFailure(
-        "needs SMTPUTF8: the address is not plain ASCII and the relay does not offer SMTPUTF8"
-    )
-
-
 # what each pipelined command must get back
 PIPELINE = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
 
@@ -397,7 +407,9 @@ def smtp_options(envelope: Envelope, smtputf8: bool) -> list[str]:
     if not envelope.needs_smtputf8:
         return []
     if not smtputf8:
-        raise needs_smtputf8()
+        raise PermanentFailure(
+            "needs SMTPUTF8: the address is not plain ASCII and the relay does not offer SMTPUTF8"
+        )
     return ["SMTPUTF8", "BODY=8BITMIME"]
 
 
@@ -424,13 +436,7 @@ class SMTPTransport(_Closing):
         self._local = threading.local()
         self._sessions: list[SMTPConnection] = []
         self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
-
-    def _tls_context(self) -> ssl.SSLContext:
-        with self._lock:  # one context for every connection (it is thread-safe)
-            if self._tls is None:
-                self._tls = tls_context(self.settings)
-            return self._tls
+        self._tls = SharedTLS(settings)  # one context for every connection
 
     @classmethod
     def from_url(cls, url: str) -> SMTPTransport:
@@ -452,7 +458,7 @@ class SMTPTransport(_Closing):
     def send(self, envelope: Envelope) -> None:
         session: SMTPConnection | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = SMTPConnection(self.settings, self._tls_context)
+            session = self._local.session = SMTPConnection(self.settings, self._tls)
             with self._lock:
                 self._sessions.append(session)
         session.send(envelope)
