@@ -1,9 +1,11 @@
 """`drip send`: plan -> render+compose -> claim -> send -> record, exactly once, in order.
 
 The stages, each in its own place:
-- plan (here, `_planned`): the due enrollments in batches; steps whose rule does
+- plan (here, `_planning`): the due enrollments in batches; steps whose rule does
   not match are recorded as skipped, steps outside the send window wait; at most
-  one email per subscriber per campaign per run.
+  one email per subscriber per campaign per run. The next batch is planned in
+  small steps while the relay has all the claimed messages it may (`_plan_ahead`),
+  so the sending child is not left idle between batches.
 - render + compose (`outgoing.build`): Jinja per subscriber, MIME bytes; for a
   big run, ahead of the claim in the sending children (`postman.ProcessPostman`).
 - claim (`claims.claim`): a few messages at a time, committed before any SMTP talk.
@@ -33,7 +35,7 @@ import secrets
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -118,6 +120,8 @@ BIG_RUN = 64  # emails due from which building and SMTP run in processes of thei
 # (at least MIN_LEASE), so several senders split the due work finely and finish together
 LEASE_PER_IN_FLIGHT = 4
 MIN_LEASE = 32
+PLAN_STEP = 8  # enrollments planned between two looks at the relay's answers
+_DONE = object()
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -237,6 +241,8 @@ class Sender:
         rate = rate_of(transport)
         self.pacer = Pacer(rate.per_second, monotonic or time.monotonic) if rate else None
         self._in_flight: dict[str, Job] = {}  # handed to the postman, no outcome yet
+        self._planner: Iterator[list[Job] | None] = iter(())  # the series, in steps
+        self._ahead: list[Job] | None = None  # its next batch, planned while sending
         self._results: list[Result] = []  # outcomes not yet written: still `claimed` rows
         self._next: list[tuple[int, str, str | None, datetime | None]] = []
         self._audit: list[dict[str, object]] = []
@@ -282,8 +288,10 @@ class Sender:
                     if only_subscriber is None and self.summary.stopped is None:
                         for jobs in self._planned_newsletters(session):
                             self._dispatch(jobs)
-                    for jobs in self._planned(session, only_subscriber):
-                        self._dispatch(jobs)
+                    # the series: the next batch is planned while this one is at the relay
+                    self._planner = self._planning(session, only_subscriber)
+                    while (batch := self._next_batch()) is not None:
+                        self._dispatch(batch)
                     while self._in_flight:
                         self._collect(wait=None)
                     self._write()
@@ -312,7 +320,14 @@ class Sender:
     # -- plan ------------------------------------------------------------------------
 
     def _planned(self, session: Session, only_subscriber: int | None) -> Iterator[list[Job]]:
-        """Batches of jobs: the enrollments due when the run starts, each visited once.
+        """Batches of jobs: the enrollments due when the run starts, each visited once."""
+        return (jobs for jobs in self._planning(session, only_subscriber) if jobs is not None)
+
+    def _planning(
+        self, session: Session, only_subscriber: int | None
+    ) -> Iterator[list[Job] | None]:
+        """Plan in small steps: None after each few enrollments, a batch's jobs once its
+        plans are stored (committed). So the sender can plan between its sends.
 
         Finding them costs what is due, not the list's size: one range scan of the
         (state, next_due_at, id) index for their ids (8 bytes each), then each
@@ -340,7 +355,7 @@ class Sender:
             ]
             if not batch:
                 continue
-            jobs = self._plan_batch(session, batch, now)
+            jobs = yield from self._plan_batch(session, batch, now)
             # what planning changed (skips recorded, steps waiting for their window),
             # and the lease on the enrollments whose email goes now, in two statements
             planned = [job.enrollment_id for job in jobs if job.enrollment_id is not None]
@@ -363,12 +378,32 @@ class Sender:
             return self.batch_size
         return min(self.batch_size, max(MIN_LEASE, LEASE_PER_IN_FLIGHT * self.max_in_flight))
 
+    def _next_batch(self) -> list[Job] | None:
+        """The next batch of series jobs (planned ahead, or now); None: no more."""
+        if self._ahead is not None:
+            ready, self._ahead = self._ahead, None
+            return ready
+        return next((jobs for jobs in self._planner if jobs is not None), None)
+
+    def _plan_ahead(self) -> bool:
+        """One small step of planning the next batch while the relay works; False if
+        there is none to take (a batch is ready already, newsletters, or a rate limit:
+        then planning ahead would only hold a message longer between plan and claim)."""
+        if self._ahead is not None or self.pacer is not None or self.summary.stopped:
+            return False
+        step = next(self._planner, _DONE)
+        if step is _DONE:
+            self._planner = iter(())
+            return False
+        self._ahead = cast("list[Job] | None", step)
+        return True
+
     def _plan_batch(
         self,
         session: Session,
         batch: list[tuple[enrollment.EnrollmentRow, Recipient]],
         now: datetime,
-    ) -> list[Job]:
+    ) -> Generator[None, None, list[Job]]:
         sub_ids = {sub.id for _, sub in batch}
         records = enrollment.records_for(session, sub_ids)
         symptoms: dict[int, set[str]] = {sid: set() for sid in sub_ids}
@@ -380,7 +415,9 @@ class Sender:
         suppressed = {h for (h,) in found}
         last_mail = self._last_mail(records)
         jobs = []
-        for enr, sub in batch:
+        for i, (enr, sub) in enumerate(batch, 1):
+            if i % PLAN_STEP == 0:
+                yield  # the sender may send between steps
             if hashes[sub.id] in suppressed:
                 enr.state, enr.next_due_at = LEFT, None
                 continue
@@ -681,7 +718,8 @@ class Sender:
                     ready.append(job)
                 self._collect(wait=0)
             elif self._in_flight:
-                self._collect(wait=None)
+                # the relay has all it may: plan the next batch meanwhile, else wait
+                self._collect(wait=0 if self._plan_ahead() else None)
             else:
                 self._write()
                 self._commit()

@@ -6,24 +6,27 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from datetime import timedelta
 from email.header import decode_header, make_header
 
 import pytest
-from conftest import summary
+from conftest import FIXTURES, summary
 from hypothesis import given
 from hypothesis import strategies as st
 from scripted_smtp import ScriptedSMTP
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from test_concurrency import NOW, seed
+from test_concurrency import NOW, START, seed
 
-from drip import db
+from drip import db, enrollment, subscribers
+from drip.config import load_config
 from drip.message import build_message
-from drip.models import Delivery, Subscriber
+from drip.models import Delivery, Enrollment, Subscriber
 from drip.pacing import Pacer
 from drip.replies import Refusal, Stage, Verdict, classify, names_the_mailbox
-from drip.sender import BIG_RUN
-from drip.transport import Rate, SMTPSettings
+from drip.sender import BIG_RUN, Sender
+from drip.tokens import Tokens
+from drip.transport import Rate, SMTPSettings, SMTPTransport
 
 # -- the reply table, without a server ---------------------------------------------
 
@@ -247,3 +250,94 @@ def test_a_big_run_builds_in_the_sending_child_and_one_bad_message_fails_alone(p
     with Session(engine) as session:
         (error,) = session.scalars(select(Delivery.error).where(Delivery.status == "failed"))
     assert error.startswith("could not build the email: ")
+
+
+# -- planning ahead: the next batch is planned while the relay has the last one --------
+
+
+def _clinic_world(path, config):
+    """48 patients with varied symptoms and time zones, some with warning signs, one
+    whose address is suppressed: a series whose runs skip, wait and send."""
+    engine = db.make_engine(f"sqlite:///{path}")
+    db.ensure_schema(engine)
+    kinds = [["night_cramps"], ["walking_cramps"], ["heavy_legs", "clot_signs"], ["night_cramps"]]
+    zones = ["America/Chicago", "Asia/Tokyo", "Europe/London"]
+    with Session(engine, expire_on_commit=False) as session:
+        for i in range(48):
+            sub = subscribers.create(
+                session,
+                config,
+                email=f"p{i:02d}@example.org",
+                symptoms=kinds[i % len(kinds)],
+                now=START,
+                timezone=zones[i % len(zones)],
+                confirmed=True,
+            )
+            enrollment.sync_subscriber(session, config, sub, START)
+        subscribers.suppress(session, "p05@example.org", "complaint", START)
+        session.commit()
+    return engine
+
+
+def _state(engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """What the runs left, without the random refs: deliveries and enrollments."""
+    with Session(engine) as session:
+        deliveries = session.execute(
+            select(
+                Subscriber.email,
+                Delivery.campaign_key,
+                Delivery.step_key,
+                Delivery.status,
+                Delivery.error,
+                Delivery.sent_at,
+            )
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .order_by(Subscriber.email, Delivery.campaign_key, Delivery.step_key)
+        ).all()
+        enrollments = session.execute(
+            select(
+                Subscriber.email,
+                Enrollment.campaign_key,
+                Enrollment.state,
+                Enrollment.next_step_key,
+                Enrollment.next_due_at,
+            )
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .order_by(Subscriber.email, Enrollment.campaign_key)
+        ).all()
+    return [tuple(row) for row in deliveries], [tuple(row) for row in enrollments]
+
+
+def test_planning_ahead_in_small_batches_sends_what_one_big_batch_sends(tmp_path, sink):
+    """A series run plans its next batch in small steps while the relay works on the
+    claimed messages. Batches of 3 over one connection (the relay has its 4 at once,
+    so nearly every batch is planned ahead) must leave exactly what one batch of
+    1,000 leaves: the same emails sent, skipped and waiting, the same next steps, a
+    --limit cut at the same place, and every patient's email once."""
+    config = load_config(FIXTURES / "basic" / "campaigns.toml")
+    small = _clinic_world(tmp_path / "small.db", config)
+    big = _clinic_world(tmp_path / "big.db", config)
+    # Monday (welcome, urgent advice; a limit), Monday again (the rest), Wednesday
+    # (causes), Thursday (the walking step: skipped for most), next Monday (home relief)
+    runs = [(0, 23), (0, None), (2, None), (3, None), (7, None)]
+    for days, limit in runs:
+        now = START + timedelta(days=days)
+        for engine, size in ((small, 3), (big, 1000)):
+            Sender(
+                config,
+                engine,
+                SMTPTransport.from_url(sink.url + "&connections=1"),
+                Tokens("k" * 20),
+                clock=lambda now=now: now,
+                batch_size=size,
+                limit=limit,
+            ).run()
+        assert _state(small) == _state(big), f"day {days}"
+    deliveries, _ = _state(small)
+    statuses = Counter(row[3] for row in deliveries)
+    assert statuses["sent"] > 100 and statuses["skipped"] > 10, statuses
+    # each patient's email went once, whichever world sent it
+    per_message = Counter((m.recipient, m.subject) for m in sink.received)
+    assert set(per_message.values()) == {2}, "each email once in each of the two worlds"
+    for engine in (small, big):
+        engine.dispose()
