@@ -15,9 +15,10 @@ from __future__ import annotations
 import difflib
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import mjml
@@ -34,9 +35,11 @@ from jinja2 import (
     nodes,
 )
 from jinja2 import Template as JinjaTemplate
+from markupsafe import escape
 
 from .config import Campaign, Config, Step
 from .mjml_lint import lint_mjml
+from .variants import Shape, Variants, shape_of
 
 LAYOUT = "_layout"
 CONTENT_INCLUDE = "content"
@@ -80,7 +83,9 @@ def _text_config() -> ParserConfig:
 class Renderer:
     """Compiles each template once and renders it for many subscribers."""
 
-    def __init__(self, templates_dir: Path):
+    def __init__(self, templates_dir: Path, reuse: bool = True):
+        """`reuse`: render once per variant and fill in each patient's own values
+        (drip/variants.py); False renders every email in full (what tests compare with)."""
         self.dir = templates_dir
         self.html_env = Environment(
             undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True
@@ -89,6 +94,8 @@ class Renderer:
         self._cache: dict[str, Compiled] = {}
         self._lines: dict[str, JinjaTemplate] = {}  # subjects and preheaders
         self._globals: dict[JinjaTemplate, dict[str, Any]] = {}  # see _render
+        self.variants = Variants() if reuse else None
+        self._shapes: dict[JinjaTemplate, Shape | None] = {}
         self.compilations = 0  # how many MJML compiles this renderer did (once per template)
 
     # -- compile (once per template) -------------------------------------------------
@@ -255,15 +262,40 @@ class Renderer:
             except Exception as exc:  # any template error is the author's to fix
                 raise _step_problem(step, name, _describe(exc, context)) from None
         full = {**context, **parts}
+        key = self.variants.key(full) if self.variants is not None else None
         try:
-            html = self._render(compiled.html, full)
+            html = self._part(compiled.html, compiled.html_source, full, key, _html_quote)
         except Exception as exc:
             raise self._located(compiled, compiled.html_source, exc, full) from None
         try:
-            text = tidy_text(self._render(compiled.text, full))
+            text = self._part(compiled.text, compiled.text_source, full, key, str, tidy_text)
         except Exception as exc:
             raise self._located(compiled, compiled.text_source, exc, full) from None
         return RenderedEmail(parts["subject"], parts["preheader"], html, text)
+
+    def _part(
+        self,
+        template: JinjaTemplate,
+        source: str,
+        context: dict[str, Any],
+        key: tuple[Any, ...] | None,
+        quote: Callable[[str], str],
+        tidy: Callable[[str], str] | None = None,
+    ) -> str:
+        """One part of an email: its variant with the personal values filled in when
+        the template and the context allow it (drip/variants.py), else rendered in full."""
+        if self.variants is not None and key is not None:
+            if template not in self._shapes:
+                self._shapes[template] = shape_of(template.environment.parse(source))
+            shape = self._shapes[template]
+            if shape is not None:
+                found = self.variants.render(
+                    template, shape, key, context, lambda c: self._render(template, c), quote, tidy
+                )
+                if found is not None:
+                    return found
+        out = self._render(template, context)
+        return tidy(out) if tidy is not None else out
 
     def _render(self, template: JinjaTemplate, context: dict[str, Any]) -> str:
         """template.render(context), less Jinja's merging of its globals into every
@@ -305,6 +337,11 @@ class Renderer:
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 
 
+def _html_quote(value: str) -> str:
+    """A string as the HTML environment prints it (autoescape)."""
+    return str(escape(value))
+
+
 def read_template(path: Path) -> str:
     """A template file's text, or a TemplateProblem saying plainly why not."""
     try:
@@ -338,7 +375,8 @@ _NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 def _describe(exc: Exception, context: Mapping[str, Any]) -> str:
     """One sentence for a render error, with a close known key when a name is misspelt."""
     if isinstance(exc, UndefinedError):
-        message = f"undefined: {exc.message}"
+        # the shared, read-only parts of a context (shared_part) are dicts to a reader
+        message = f"undefined: {exc.message}".replace("'mappingproxy object'", "'dict object'")
         missing = _NO_ATTRIBUTE.search(exc.message or "")
         if missing:
             known = [k for v in context.values() if isinstance(v, Mapping) for k in v]
@@ -420,18 +458,20 @@ def base_context(config: Config) -> dict[str, Any]:
 def _base_context(config: Config) -> dict[str, Any]:
     clinic = config.clinic
     return {
-        "clinic": {
-            "name": clinic.name,
-            "postal_address": clinic.postal_address,
-            "address_lines": [
-                ln.strip() for ln in clinic.postal_address.splitlines() if ln.strip()
-            ],
-            "phone": clinic.phone,
-            "booking_url": clinic.booking_url or clinic.base_url,
-            "base_url": clinic.base_url,
-            "emergency_number": clinic.emergency_number,
-            "reply_to": clinic.reply_to,
-        },
+        "clinic": MappingProxyType(
+            {
+                "name": clinic.name,
+                "postal_address": clinic.postal_address,
+                "address_lines": tuple(
+                    ln.strip() for ln in clinic.postal_address.splitlines() if ln.strip()
+                ),
+                "phone": clinic.phone,
+                "booking_url": clinic.booking_url or clinic.base_url,
+                "base_url": clinic.base_url,
+                "emergency_number": clinic.emergency_number,
+                "reply_to": clinic.reply_to,
+            }
+        ),
     }
 
 
@@ -439,27 +479,57 @@ def subscriber_context(
     config: Config,
     *,
     first_name: str | None,
-    symptoms: set[str],
+    symptoms: set[str] | frozenset[str],
     links: Mapping[str, str],
     campaign: Campaign | None = None,
     step: Step | None = None,
 ) -> dict[str, Any]:
     """The full Jinja context for one subscriber and one step."""
-    context = base_context(config)
+    context = dict(shared_part(config, symptoms, campaign, step))
     context.update(links)
     context["first_name"] = one_line(first_name or "")
-    context["symptoms"] = {key: key in symptoms for key in config.symptoms}
-    context["red_flags"] = {key: key in symptoms for key in config.red_flags}
-    # [caution] in campaigns.toml: advice kinds unsafe for these answers (unsafe.massage)
-    context["unsafe"] = config.unsafe(symptoms)
-    if campaign is not None and step is not None:
-        context["step"] = {
-            "key": step.key,
-            "number": step_number(campaign, step),
-            "total": len(campaign.steps),
-            "campaign": campaign.name,
-        }
     return context
+
+
+# (config, campaign, step) by identity, and the answers -> those objects (held, so
+# that their ids stay theirs) and the shared part made from them
+_SHARED: dict[tuple[Any, ...], tuple[tuple[object, ...], dict[str, Any]]] = {}
+MAX_SHARED = 1024
+
+
+def shared_part(
+    config: Config,
+    symptoms: set[str] | frozenset[str],
+    campaign: Campaign | None,
+    step: Step | None,
+) -> dict[str, Any]:
+    """The part of a context that is the same for every patient with these answers
+    at this step, made once, read-only: a patient's render is then one of a few
+    variants (drip/variants.py tells them apart by these objects)."""
+    answers = frozenset(symptoms)
+    key = (id(config), id(campaign), id(step), answers)
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= MAX_SHARED:
+            _SHARED.clear()
+        part: dict[str, Any] = {
+            "clinic": base_context(config)["clinic"],
+            "symptoms": MappingProxyType({k: k in answers for k in config.symptoms}),
+            "red_flags": MappingProxyType({k: k in answers for k in config.red_flags}),
+            # [caution] in campaigns.toml: advice kinds unsafe for these answers
+            "unsafe": MappingProxyType(config.unsafe(answers)),
+        }
+        if campaign is not None and step is not None:
+            part["step"] = MappingProxyType(
+                {
+                    "key": step.key,
+                    "number": step_number(campaign, step),
+                    "total": len(campaign.steps),
+                    "campaign": campaign.name,
+                }
+            )
+        found = _SHARED[key] = ((config, campaign, step), part)
+    return found[1]
 
 
 # Every name a template may use; `drip check` flags anything else by name and line.

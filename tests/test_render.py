@@ -9,6 +9,7 @@ from email import message_from_bytes
 from email.utils import format_datetime
 
 import pytest
+from conftest import FIXTURES, REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -290,3 +291,120 @@ def test_the_html_part_is_base64_in_lines_of_76_that_decode_to_it(html):
     lines = _base64(html).split(b"\r\n")
     assert all(len(line) == 76 for line in lines[:-1]) and len(lines[-1]) <= 76
     assert base64.b64decode(b"".join(lines)) == html.encode("utf-8")
+
+
+# -- variants: one Jinja render per variant, each patient's own values filled in -------
+
+SHIPPED = load_config(REPO / "campaigns.toml")
+BASIC = load_config(FIXTURES / "basic" / "campaigns.toml")
+NAMES = st.one_of(
+    st.sampled_from(["", "Pat", "*Pat", " Pat ", "<b>Eve</b>", 'O"Neil & Co', "José", "x\u2028y"]),
+    st.text(max_size=12),
+)
+
+
+def _every_step(config):
+    steps = [(c, s) for c in config.campaigns for s in c.steps]
+    return steps + [(n.campaign, n.step) for n in config.newsletters]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    world=st.sampled_from([SHIPPED, BASIC]),
+    pick=st.integers(min_value=0),
+    answers=st.lists(st.integers(min_value=0, max_value=30), max_size=6),
+    names=st.lists(NAMES, min_size=2, max_size=4),
+    query=st.sampled_from(["", "?a=1&b='2'", '?q="x"<y>']),
+)
+def test_a_variant_filled_in_is_the_full_render(world, pick, answers, names, query):
+    """For every step, any answers and any names (empty, markup, quotes, a "*" that
+    tidying the text part treats as a bullet, a line separator), the email from the
+    variant is the email Jinja renders in full, character for character."""
+    campaign, step = _every_step(world)[pick % len(_every_step(world))]
+    keys = sorted(world.symptoms) + sorted(world.red_flags)
+    symptoms = {keys[i % len(keys)] for i in answers}
+    reuse, full = Renderer(world.templates_dir), Renderer(world.templates_dir, reuse=False)
+    for i, name in enumerate(names):  # patients with the same answers: one variant
+        links = {
+            "unsubscribe_url": f"https://clinic.test/u/{i}{query}",
+            "preferences_url": f"https://clinic.test/p/{i}{query}",
+        }
+        ctx = subscriber_context(
+            world, first_name=name, symptoms=symptoms, links=links, campaign=campaign, step=step
+        )
+        assert reuse.render(step, ctx) == full.render(step, ctx)
+
+
+def test_patients_with_the_same_answers_share_one_render_and_keep_their_own_values():
+    campaign = SHIPPED.campaigns[0]
+    step = campaign.steps[0]
+    renderer = Renderer(SHIPPED.templates_dir)
+    htmls = set()
+    for i in range(50):
+        ctx = subscriber_context(
+            SHIPPED,
+            first_name=f"Pat{i}",
+            symptoms={"night_cramps"},
+            links={
+                "unsubscribe_url": f"https://c.test/u/{i}",
+                "preferences_url": "https://c.test/p",
+            },
+            campaign=campaign,
+            step=step,
+        )
+        html = renderer.render(step, ctx).html
+        assert f"Pat{i}" in html and f"https://c.test/u/{i}" in html
+        htmls.add(html)
+    assert len(htmls) == 50
+    assert renderer.variants is not None and renderer.variants.renders == 2  # HTML and text
+
+
+@pytest.mark.parametrize(
+    "source,printed",
+    [
+        ("Hello {{ first_name }}, {{ unsubscribe_url }}", {"first_name", "unsubscribe_url"}),
+        ("{% if first_name %}Hi {{ first_name }}{% else %}Hi{% endif %}", {"first_name"}),
+        ("{% if confirm_url is defined %}x{% elif not first_name %}y{% endif %}", set()),
+        ("{{ 'a' if first_name else 'b' }}{{ symptoms.night_cramps }}", set()),
+        ("{{ first_name|upper }}", None),
+        ("{{ first_name or 'there' }}", None),
+        ("{{ first_name ~ '!' }}", None),
+        ("{% if first_name == 'Pat' %}x{% endif %}", None),
+        ("{% set n = first_name %}{{ n }}", None),
+        ("{% filter upper %}{{ first_name }}{% endfilter %}", None),
+        ("{% autoescape false %}{{ first_name }}{% endautoescape %}", None),
+        ("{% macro m(x) %}{{ first_name }}{% endmacro %}{{ m(1) }}", None),
+        ("{{ first_name.upper() }}", None),
+        ("{% for c in first_name %}{{ c }}{% endfor %}", None),
+    ],
+)
+def test_which_templates_can_be_filled_in(source, printed):
+    """Only printing a personal value, or testing whether it is set, keeps the
+    variant exact; anything else renders per patient."""
+    from jinja2 import Environment
+
+    from drip.variants import shape_of
+
+    shape = shape_of(Environment(autoescape=True).parse(source))
+    assert (None if shape is None else set(shape.printed)) == printed
+
+
+@pytest.mark.parametrize("name", ["*Pat", "Ann", ""])
+def test_a_name_that_starts_a_text_line_is_tidied_as_jinja_would_have_it(project, name):
+    """Tidying the text part strips each line but keeps a "*" bullet's indent; a
+    name at the start of a line could change that, so such a value is rendered in
+    full, and the result is the full render's either way."""
+    (project.templates / "welcome.txt").write_text(
+        "Hello\n  {{ first_name }}  \n\n\n\n  * a bullet\nStop: {{ unsubscribe_url }}\n"
+        "{{ clinic.name }}, 1 Test Street. General information, not a diagnosis. Call "
+        "{{ clinic.emergency_number }}. Preferences: {{ preferences_url }}\n"
+    )
+    config = load_config(project.config)
+    campaign = config.campaign("leg-health")
+    step = campaign.step("welcome")
+    reuse, full = Renderer(config.templates_dir), Renderer(config.templates_dir, reuse=False)
+    for first in ("Bo", name):
+        ctx = subscriber_context(
+            config, first_name=first, symptoms=set(), links=LINKS, campaign=campaign, step=step
+        )
+        assert reuse.render(step, ctx).text == full.render(step, ctx).text
