@@ -241,7 +241,8 @@ class Sender:
         rate = rate_of(transport)
         self.pacer = Pacer(rate.per_second, monotonic or time.monotonic) if rate else None
         self._in_flight: dict[str, Job] = {}  # handed to the postman, no outcome yet
-        self._planner: Iterator[list[Job] | None] = iter(())  # the series, in steps
+        self._planner: Iterator[list[Job] | None] = iter(())  # newsletters, then the series
+        self._may_plan_ahead = False
         self._ahead: list[Job] | None = None  # its next batch, planned while sending
         self._results: list[Result] = []  # outcomes not yet written: still `claimed` rows
         self._next: list[tuple[int, str, str | None, datetime | None]] = []
@@ -285,11 +286,16 @@ class Sender:
                 try:
                     # newsletters first: when one falls together with a series step,
                     # the series step is the one that waits (min_gap)
+                    # the next batch is planned while this one is at the relay; not a
+                    # newsletter's on PostgreSQL, where senders share it by ranges, each
+                    # given back once its batch is claimed
                     if only_subscriber is None and self.summary.stopped is None:
-                        for jobs in self._planned_newsletters(session):
-                            self._dispatch(jobs)
-                    # the series: the next batch is planned while this one is at the relay
+                        self._planner = self._planned_newsletters(session)
+                        self._may_plan_ahead = session.get_bind().dialect.name != "postgresql"
+                        while (batch := self._next_batch()) is not None:
+                            self._dispatch(batch)
                     self._planner = self._planning(session, only_subscriber)
+                    self._may_plan_ahead = True
                     while (batch := self._next_batch()) is not None:
                         self._dispatch(batch)
                     while self._in_flight:
@@ -379,7 +385,7 @@ class Sender:
         return min(self.batch_size, max(MIN_LEASE, LEASE_PER_IN_FLIGHT * self.max_in_flight))
 
     def _next_batch(self) -> list[Job] | None:
-        """The next batch of series jobs (planned ahead, or now); None: no more."""
+        """The next batch of jobs (planned ahead, or now); None: no more."""
         if self._ahead is not None:
             ready, self._ahead = self._ahead, None
             return ready
@@ -387,9 +393,15 @@ class Sender:
 
     def _plan_ahead(self) -> bool:
         """One small step of planning the next batch while the relay works; False if
-        there is none to take (a batch is ready already, newsletters, or a rate limit:
-        then planning ahead would only hold a message longer between plan and claim)."""
-        if self._ahead is not None or self.pacer is not None or self.summary.stopped:
+        there is none to take (a batch is ready already, a newsletter on PostgreSQL, or
+        a rate limit: then planning ahead would only hold a message longer between its
+        plan and its claim)."""
+        if (
+            self._ahead is not None
+            or not self._may_plan_ahead
+            or self.pacer is not None
+            or self.summary.stopped
+        ):
             return False
         step = next(self._planner, _DONE)
         if step is _DONE:
@@ -513,10 +525,11 @@ class Sender:
 
     # -- plan newsletters ------------------------------------------------------------
 
-    def _planned_newsletters(self, session: Session) -> Iterator[list[Job]]:
-        """Batches of newsletter jobs: retries first, then, per newsletter and time zone
-        whose send instant has come, the eligible subscribers by keyset pagination
-        (on PostgreSQL, by ranges of ids that several senders share out)."""
+    def _planned_newsletters(self, session: Session) -> Iterator[list[Job] | None]:
+        """Batches of newsletter jobs (None between steps, as `_planning`): retries
+        first, then, per newsletter and time zone whose send instant has come, the
+        eligible subscribers by keyset pagination (on PostgreSQL, by ranges of ids
+        that several senders share out)."""
         now = self.clock()
         if session.get_bind().dialect.name == "postgresql" and self._ranges is None:
             self._ranges = RangeLocks(self.engine)
@@ -546,17 +559,21 @@ class Sender:
                         ids = list(session.scalars(query.where(Subscriber.id <= last_id)))
                     try:
                         subs = session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))
-                        jobs = self._newsletter_jobs(session, newsletter, list(subs), tz, now, {})
+                        jobs = yield from self._newsletter_jobs(
+                            session, newsletter, list(subs), tz, now, {}
+                        )
                         self._commit()  # skips, before anything is claimed
                         session.expunge_all()
-                        yield jobs  # claimed (committed) by the time this resumes
+                        # on PostgreSQL, claimed by the time this resumes (no planning
+                        # ahead there): only then is the range given back
+                        yield jobs
                     finally:
                         if taken is not None and self._ranges is not None:
                             self._ranges.give_back(newsletter.key, taken)
 
     def _newsletter_retries(
         self, session: Session, newsletter: Newsletter, now: datetime
-    ) -> Iterator[list[Job]]:
+    ) -> Iterator[list[Job] | None]:
         """Deferred copies of `newsletter` whose retry time has come."""
         rows = session.execute(
             select(Subscriber, Delivery.ref, Delivery.attempts)
@@ -580,7 +597,7 @@ class Sender:
             for start in range(0, len(found), self.batch_size):
                 chunk = found[start : start + self.batch_size]
                 retries = {sub.id: (ref, attempts) for sub, ref, attempts in chunk}
-                jobs = self._newsletter_jobs(
+                jobs = yield from self._newsletter_jobs(
                     session, newsletter, [sub for sub, _, _ in chunk], tz, now, retries
                 )
                 self._commit()
@@ -595,7 +612,8 @@ class Sender:
         tz: ZoneInfo,
         now: datetime,
         retries: dict[int, tuple[str, int]],
-    ) -> list[Job]:
+    ) -> Generator[None, None, list[Job]]:
+        """The jobs for this batch of subscribers; None after each few (see _planning)."""
         ids = [sub.id for sub in subs]
         symptoms: dict[int, set[str]] = {sid: set() for sid in ids}
         for sid, key in session.execute(
@@ -612,7 +630,9 @@ class Sender:
         )
         gap = self.config.clinic.min_gap
         jobs = []
-        for sub in sorted(subs, key=lambda s: s.id):
+        for i, sub in enumerate(sorted(subs, key=lambda s: s.id), 1):
+            if i % PLAN_STEP == 0:
+                yield  # the sender may send between steps
             if hashes[sub.id] in suppressed:  # the claim would refuse it too
                 reason = "the address is on the suppression list"
                 if sub.id in retries:

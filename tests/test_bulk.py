@@ -10,9 +10,10 @@ from datetime import timedelta
 from email.header import decode_header, make_header
 
 import pytest
-from conftest import FIXTURES, summary
+from conftest import summary
 from hypothesis import given
 from hypothesis import strategies as st
+from newsletter_helpers import add_newsletter
 from scripted_smtp import ScriptedSMTP
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -308,18 +309,24 @@ def _state(engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     return [tuple(row) for row in deliveries], [tuple(row) for row in enrollments]
 
 
-def test_planning_ahead_in_small_batches_sends_what_one_big_batch_sends(tmp_path, sink):
-    """A series run plans its next batch in small steps while the relay works on the
+def test_planning_ahead_in_small_batches_sends_what_one_big_batch_sends(project, sink):
+    """A run plans its next batch in small steps while the relay works on the
     claimed messages. Batches of 3 over one connection (the relay has its 4 at once,
     so nearly every batch is planned ahead) must leave exactly what one batch of
     1,000 leaves: the same emails sent, skipped and waiting, the same next steps, a
-    --limit cut at the same place, and every patient's email once."""
-    config = load_config(FIXTURES / "basic" / "campaigns.toml")
-    small = _clinic_world(tmp_path / "small.db", config)
-    big = _clinic_world(tmp_path / "big.db", config)
-    # Monday (welcome, urgent advice; a limit), Monday again (the rest), Wednesday
-    # (causes), Thursday (the walking step: skipped for most), next Monday (home relief)
-    runs = [(0, 23), (0, None), (2, None), (3, None), (7, None)]
+    --limit cut at the same place, two newsletters and the series kept min_gap
+    apart, and every patient's email once."""
+    add_newsletter(project)  # Tuesday 10:00, to everyone
+    add_newsletter(
+        project, key="walkers", audience='{ any = ["walking_cramps"] }', subject="For walkers"
+    )
+    config = load_config(project.config)
+    small = _clinic_world(project.root / "small.db", config)
+    big = _clinic_world(project.root / "big.db", config)
+    # Monday (welcome, urgent advice; a limit), Monday again (the rest), Tuesday (the
+    # newsletters), Wednesday (causes), Thursday (the walking step: skipped for
+    # most), next Monday (home relief)
+    runs = [(0, 23), (0, None), (1, None), (2, None), (3, None), (7, None)]
     for days, limit in runs:
         now = START + timedelta(days=days)
         for engine, size in ((small, 3), (big, 1000)):
@@ -336,6 +343,8 @@ def test_planning_ahead_in_small_batches_sends_what_one_big_batch_sends(tmp_path
     deliveries, _ = _state(small)
     statuses = Counter(row[3] for row in deliveries)
     assert statuses["sent"] > 100 and statuses["skipped"] > 10, statuses
+    news = Counter(row[1] for row in deliveries if row[3] == "sent")
+    assert news["newsletter:2026-06-news"] > 20 and news["newsletter:walkers"] > 5, news
     # each patient's email went once, whichever world sent it
     per_message = Counter((m.recipient, m.subject) for m in sink.received)
     assert set(per_message.values()) == {2}, "each email once in each of the two worlds"
