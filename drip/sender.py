@@ -286,16 +286,15 @@ class Sender:
                 try:
                     # newsletters first: when one falls together with a series step,
                     # the series step is the one that waits (min_gap)
-                    # the next batch is planned while this one is at the relay; not a
-                    # newsletter's on PostgreSQL, where senders share it by ranges, each
-                    # given back once its batch is claimed
+                    # the next batch is planned while this one is at the relay; not on
+                    # PostgreSQL, where senders share the work out by leases and ranges:
+                    # a second lease held ahead is work the others may run out of
+                    self._may_plan_ahead = session.get_bind().dialect.name != "postgresql"
                     if only_subscriber is None and self.summary.stopped is None:
                         self._planner = self._planned_newsletters(session)
-                        self._may_plan_ahead = session.get_bind().dialect.name != "postgresql"
                         while (batch := self._next_batch()) is not None:
                             self._dispatch(batch)
                     self._planner = self._planning(session, only_subscriber)
-                    self._may_plan_ahead = True
                     while (batch := self._next_batch()) is not None:
                         self._dispatch(batch)
                     while self._in_flight:
@@ -393,9 +392,9 @@ class Sender:
 
     def _plan_ahead(self) -> bool:
         """One small step of planning the next batch while the relay works; False if
-        there is none to take (a batch is ready already, a newsletter on PostgreSQL, or
-        a rate limit: then planning ahead would only hold a message longer between its
-        plan and its claim)."""
+        there is none to take (a batch is ready already, PostgreSQL, or a rate limit:
+        then planning ahead would only hold a message longer between its plan and its
+        claim)."""
         if (
             self._ahead is not None
             or not self._may_plan_ahead
@@ -565,7 +564,7 @@ class Sender:
                         self._commit()  # skips, before anything is claimed
                         session.expunge_all()
                         # on PostgreSQL, claimed by the time this resumes (no planning
-                        # ahead there): only then is the range given back
+                        # ahead there): only then is its range given back
                         yield jobs
                     finally:
                         if taken is not None and self._ranges is not None:
