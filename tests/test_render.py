@@ -205,15 +205,23 @@ def test_text_part_is_readable_on_its_own(project):
     assert "<" not in text and "{{" not in text and "\n\n\n" not in text
 
 
-def test_authored_text_template_wins(project):
+def authored_text(project, body: str):
+    """The welcome step with an authored text part: `body`, then the footer every
+    email needs (unsubscribe link, address, disclaimer, preferences)."""
     (project.templates / "welcome.txt").write_text(
-        "Hi {{ first_name or 'there' }}\n\nPlain words.\nStop: {{ unsubscribe_url }}\n"
+        body + "Stop: {{ unsubscribe_url }}\n"
         "{{ clinic.name }}, 1 Test Street. General information, not a diagnosis. Call "
         "{{ clinic.emergency_number }}. Preferences: {{ preferences_url }}\n"
     )
     config = load_config(project.config)
     campaign = config.campaign("leg-health")
-    step = campaign.step("welcome")
+    return config, campaign, campaign.step("welcome")
+
+
+def test_authored_text_template_wins(project):
+    config, campaign, step = authored_text(
+        project, "Hi {{ first_name or 'there' }}\n\nPlain words.\n"
+    )
     ctx = subscriber_context(
         config, first_name="Ann", symptoms=set(), links=LINKS, campaign=campaign, step=step
     )
@@ -394,14 +402,9 @@ def test_a_name_that_starts_a_text_line_is_tidied_as_jinja_would_have_it(project
     """Tidying the text part strips each line but keeps a "*" bullet's indent; a
     name at the start of a line could change that, so such a value is rendered in
     full, and the result is the full render's either way."""
-    (project.templates / "welcome.txt").write_text(
-        "Hello\n  {{ first_name }}  \n\n\n\n  * a bullet\nStop: {{ unsubscribe_url }}\n"
-        "{{ clinic.name }}, 1 Test Street. General information, not a diagnosis. Call "
-        "{{ clinic.emergency_number }}. Preferences: {{ preferences_url }}\n"
+    config, campaign, step = authored_text(
+        project, "Hello\n  {{ first_name }}  \n\n\n\n  * a bullet\n"
     )
-    config = load_config(project.config)
-    campaign = config.campaign("leg-health")
-    step = campaign.step("welcome")
     reuse, full = Renderer(config.templates_dir), Renderer(config.templates_dir, reuse=False)
     for first in ("Bo", name):
         ctx = subscriber_context(
