@@ -18,7 +18,6 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import mjml
@@ -39,7 +38,7 @@ from markupsafe import escape
 
 from .config import Campaign, Config, Step
 from .mjml_lint import lint_mjml
-from .variants import Shape, Variants, shape_of
+from .variants import Shape, Variants, read_only, shape_of
 
 LAYOUT = "_layout"
 CONTENT_INCLUDE = "content"
@@ -458,13 +457,13 @@ def base_context(config: Config) -> dict[str, Any]:
 def _base_context(config: Config) -> dict[str, Any]:
     clinic = config.clinic
     return {
-        "clinic": MappingProxyType(
+        "clinic": read_only(
             {
                 "name": clinic.name,
                 "postal_address": clinic.postal_address,
-                "address_lines": tuple(
+                "address_lines": [
                     ln.strip() for ln in clinic.postal_address.splitlines() if ln.strip()
-                ),
+                ],
                 "phone": clinic.phone,
                 "booking_url": clinic.booking_url or clinic.base_url,
                 "base_url": clinic.base_url,
@@ -514,13 +513,13 @@ def shared_part(
             _SHARED.clear()
         part: dict[str, Any] = {
             "clinic": base_context(config)["clinic"],
-            "symptoms": MappingProxyType({k: k in answers for k in config.symptoms}),
-            "red_flags": MappingProxyType({k: k in answers for k in config.red_flags}),
+            "symptoms": read_only({k: k in answers for k in config.symptoms}),
+            "red_flags": read_only({k: k in answers for k in config.red_flags}),
             # [caution] in campaigns.toml: advice kinds unsafe for these answers
-            "unsafe": MappingProxyType(config.unsafe(answers)),
+            "unsafe": read_only(config.unsafe(answers)),
         }
         if campaign is not None and step is not None:
-            part["step"] = MappingProxyType(
+            part["step"] = read_only(
                 {
                     "key": step.key,
                     "number": step_number(campaign, step),

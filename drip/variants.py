@@ -65,6 +65,11 @@ def shape_of(tree: nodes.Template) -> Shape | None:
     personal value (then it is rendered per patient)."""
     if any(True for _ in tree.find_all(_OPAQUE)):
         return None
+    # output that differs from one render to the next cannot be shared
+    if any(f.name == "random" for f in tree.find_all(nodes.Filter)) or any(
+        n.name == "lipsum" for n in tree.find_all(nodes.Name)
+    ):
+        return None
     printed: set[str] = set()
 
     def fits(node: nodes.Node) -> bool:
@@ -96,11 +101,39 @@ def _only_truth_or_presence(parent: nodes.Node, name: nodes.Name) -> bool:
     )
 
 
-# read-only types: the shared parts of a context are made of them all the way down
-# (render.shared_part), so one object is one value for as long as it is alive; a
-# context with a dict or a list beside the personal values renders in full
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-_FIXED = _SCALARS | {tuple, frozenset, MappingProxyType}
+_READ_ONLY: dict[int, MappingProxyType[str, Any]] = {}  # made by read_only(), by id
+MAX_READ_ONLY = 8192  # then forgotten: contexts with them render in full, as is safe
+
+
+def read_only(mapping: Mapping[str, Any]) -> MappingProxyType[str, Any]:
+    """A mapping nobody can change: a proxy over a private copy, each value a scalar
+    or a tuple of scalars (lists become tuples). A context's shared parts are made
+    with it (render.shared_part), so that one such object is one value for as long
+    as it is alive, and a variant can be told by identity."""
+    copy: dict[str, Any] = {}
+    for name, value in mapping.items():
+        if type(value) in (list, tuple) and all(type(v) in _SCALARS for v in value):
+            value = tuple(value)
+        elif type(value) not in _SCALARS:
+            raise TypeError(f"{name}: {type(value).__name__} is not a plain value")
+        copy[name] = value
+    proxy = MappingProxyType(copy)
+    if len(_READ_ONLY) >= MAX_READ_ONLY:
+        _READ_ONLY.clear()
+    _READ_ONLY[id(proxy)] = proxy  # held, so that its id stays its own
+    return proxy
+
+
+def _fixed(value: Any) -> bool:
+    """Whether this object's value can never change: a scalar, a tuple or frozenset
+    of scalars, or a mapping made by read_only()."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is tuple or kind is frozenset:
+        return all(type(v) in _SCALARS for v in value)
+    return kind is MappingProxyType and _READ_ONLY.get(id(value)) is value
 
 
 class Variants:
@@ -127,18 +160,20 @@ class Variants:
         for name, value in context.items():
             if name in _PERSONAL:
                 continue
-            if type(value) not in _FIXED:
+            if not _fixed(value):
                 return None
             rest.append((name, id(value)))
         facts: list[object] = []
         for name in PERSONAL:
             value = context.get(name, _ABSENT)
-            if value is _ABSENT or value:
-                facts.append(value is not _ABSENT)
-            elif type(value) in _SCALARS:
-                facts.append((value,))  # falsy ("" or None): printed as itself
-            else:
-                return None
+            if value is _ABSENT:
+                facts.append(False)
+            elif type(value) not in _SCALARS:
+                return None  # its truth could be anything: render in full
+            elif value:
+                facts.append(True)
+            else:  # falsy ("", None, 0, False, -0.0): printed as itself, so keyed by it
+                facts.append((type(value), repr(value)))
         return (tuple(rest), tuple(facts))
 
     def render(
@@ -155,22 +190,22 @@ class Variants:
         cannot be had this way (then render it in full). `quote`: how Jinja prints a
         string in this template; `tidy`: what the output goes through after Jinja
         (applied to the variant once, when the values cannot change what it does)."""
-        values: dict[str, str] = {}
-        for name in shape.printed:
-            value = context.get(name)
-            if value:  # set and truthy (falsy values are part of the key)
-                text = quote(value)
-                if tidy is not None and not _line_safe(text):
-                    return None
-                values[name] = text
+        # set and truthy: stand-ins (falsy values are printed as themselves, and keyed)
+        filled = [name for name in shape.printed if context.get(name)]
         entry = self._done.get((template, key))
         if entry is None:
-            entry = self._made(template, key, context, values, render, tidy)
+            entry = self._made(template, key, context, filled, render, tidy)
         if entry.pieces is None:
             return None
+        values: dict[str, str] = {}  # only those the variant prints, quoted once
         pieces = entry.pieces.copy()
         for at, name in entry.slots:
-            pieces[at] = values[name]
+            text = values.get(name)
+            if text is None:
+                text = values[name] = quote(context[name])
+                if tidy is not None and not _line_safe(text):
+                    return None
+            pieces[at] = text
         return "".join(pieces)
 
     def _made(
@@ -178,13 +213,13 @@ class Variants:
         template: object,
         key: tuple[Any, ...],
         context: Mapping[str, Any],
-        values: dict[str, str],
+        filled: list[str],
         render: Callable[[dict[str, Any]], str],
         tidy: Callable[[str], str] | None,
     ) -> _Variant:
         """Render the variant with stand-ins for the values and cut it where they are."""
         stand_in = dict(context)
-        for name in values:
+        for name in filled:
             stand_in[name] = self._stand_in[name]
         out = render(stand_in)
         self.renders += 1
@@ -192,7 +227,7 @@ class Variants:
             out = tidy(out)
         cut = self._cut.split(out)  # text, name, text, name, ...
         slots = [(at, cut[at]) for at in range(1, len(cut), 2)]
-        whole = all(name in values for _, name in slots) and not any(
+        whole = all(name in filled for _, name in slots) and not any(
             self._mark in piece for piece in cut[::2]
         )  # else a stand-in did not come out as printed: this variant renders in full
         if len(self._done) >= MAX_VARIANTS:

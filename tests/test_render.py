@@ -384,6 +384,8 @@ def test_patients_with_the_same_answers_share_one_render_and_keep_their_own_valu
         ("{% macro m(x) %}{{ first_name }}{% endmacro %}{{ m(1) }}", None),
         ("{{ first_name.upper() }}", None),
         ("{% for c in first_name %}{{ c }}{% endfor %}", None),
+        ("{{ first_name }} {{ [1, 2]|random }}", None),  # differs from render to render
+        ("{{ first_name }} {{ lipsum(1) }}", None),
     ],
 )
 def test_which_templates_can_be_filled_in(source, printed):
@@ -411,3 +413,51 @@ def test_a_name_that_starts_a_text_line_is_tidied_as_jinja_would_have_it(project
             config, first_name=first, symptoms=set(), links=LINKS, campaign=campaign, step=step
         )
         assert reuse.render(step, ctx).text == full.render(step, ctx).text
+
+
+class _Moody:
+    """A value whose truth cannot be asked (as a numpy array's)."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("ambiguous")
+
+    def __str__(self) -> str:
+        return "moody"
+
+
+def test_values_a_variant_cannot_vouch_for_render_in_full(project):
+    """Found by a red-team pass: falsy values equal in Python but printed apart (0,
+    False, -0.0), a value whose truth raises, a value only an untaken branch
+    prints, and context parts that can still change under the same object. The
+    email must be the full render's every time, and one patient's value must never
+    show in another's."""
+    from types import MappingProxyType
+
+    config, campaign, step = authored_text(
+        project,
+        "Hi {{ first_name }} {{ confirm_url }} {{ clinic.name }}\n"
+        "{% if symptoms.night_cramps %}{{ preheader }}{% endif %}\n",
+    )
+    reuse, full = Renderer(config.templates_dir), Renderer(config.templates_dir, reuse=False)
+
+    def patient(confirm: object) -> dict:
+        ctx = subscriber_context(
+            config, first_name="Ann", symptoms=set(), links=LINKS, campaign=campaign, step=step
+        )
+        ctx["confirm_url"] = confirm
+        return ctx
+
+    for confirm in (False, 0, 0.0, -0.0, None, "", _Moody(), "https://c.test/c"):
+        ctx = patient(confirm)
+        assert reuse.render(step, ctx) == full.render(step, ctx), confirm
+    # parts that look read-only but are not: a proxy over a dict someone still holds,
+    # a tuple holding a list; the same objects for every patient, changed in between
+    clinic = dict(patient("")["clinic"])
+    names = ["one"]
+    proxy, extra = MappingProxyType(clinic), (names,)
+    for i in range(3):
+        ctx = patient("")
+        ctx["clinic"], ctx["extra"] = proxy, extra
+        assert reuse.render(step, ctx) == full.render(step, ctx), i
+        clinic["name"] = f"Clinic {i}"
+        names[0] = f"changed {i}"
