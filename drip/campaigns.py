@@ -147,6 +147,20 @@ class Campaign:
     steps: tuple[Step, ...]
     kind: str = "drip"  # "drip" runs on the schedule; "urgent" is sent at once on signup
 
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Step key -> its index in `steps`."""
+        return {step.key: i for i, step in enumerate(self.steps)}
+
+    @cached_property
+    def offsets(self) -> tuple[timedelta, ...]:
+        """Per step, the delays up to and including it: how long after the start it is due."""
+        total, found = timedelta(0), []
+        for step in self.steps:
+            total += step.delay
+            found.append(total)
+        return tuple(found)
+
     def step(self, key: str) -> Step:
         for step in self.steps:
             if step.key == key:

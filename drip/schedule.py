@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .campaigns import Campaign, SendWindow, Step
@@ -50,22 +51,26 @@ def next_allowed(moment: datetime, window: SendWindow, tz: ZoneInfo) -> datetime
     if not window.weekdays or window.start_hour >= window.end_hour:
         raise ValueError(f"send window {window.describe()} allows no time at all")
     probe = moment.astimezone(UTC)
+    local = probe.astimezone(tz)  # each probe is read on the local clock once: twice per email
     for _ in range(16):  # a week of openings, and the odd clock change between them
-        if in_window(probe, window, tz):
+        if local.weekday() in window.weekdays and window.start_hour <= local.hour < window.end_hour:
             return probe
-        opening = _next_opening(probe, window, tz)
-        before, after = probe.astimezone(tz).utcoffset(), opening.astimezone(tz).utcoffset()
+        opening = _next_opening(probe, local, window, tz)
+        at_opening = opening.astimezone(tz)
         # no clock change in between: the clock runs on to the opening (changes are
         # weeks apart, so at most one lies between two probes)
-        probe = opening if before == after else _clock_change(probe, opening, tz)
+        if local.utcoffset() == at_opening.utcoffset():
+            probe, local = opening, at_opening
+        else:
+            probe = _clock_change(probe, opening, tz)
+            local = probe.astimezone(tz)
     raise AssertionError(f"no time in {window.describe()} after {moment}")  # pragma: no cover
 
 
-def _next_opening(after: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
-    """The next instant after `after` at which the clock, running on without a
-    change, would first show an allowed hour: the start hour of today or a later
-    allowed day."""
-    local = after.astimezone(tz)
+def _next_opening(after: datetime, local: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
+    """The next instant after `after` (`local` on the clock) at which the clock,
+    running on without a change, would first show an allowed hour: the start hour
+    of today or a later allowed day."""
     day = local.date() if local.hour < window.start_hour else local.date() + timedelta(days=1)
     while day.weekday() not in window.weekdays:
         day += timedelta(days=1)
@@ -97,13 +102,12 @@ class Record:
     retry_at: datetime | None = None  # for deferred rows
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What to do next for one enrollment."""
+class Plan(NamedTuple):
+    """What to do next for one enrollment (a tuple: made twice per email sent)."""
 
     step: Step | None  # the next step to work on; None when finished or blocked
     due_at: datetime | None
-    skip_inserted: tuple[str, ...] = field(default=())  # steps added behind the subscriber
+    skip_inserted: tuple[str, ...] = ()  # steps added behind the subscriber
     blocked: bool = False
     finished: bool = False
 
@@ -117,8 +121,8 @@ def plan_next(
     min_gap: timedelta,
 ) -> Plan:
     """Decide the next step of `campaign` for a subscriber with these delivery `records`."""
-    steps = campaign.steps
-    position = max((i for i, s in enumerate(steps) if s.key in records), default=-1)
+    steps, where = campaign.steps, campaign.positions
+    position = max((where.get(key, -1) for key in records), default=-1)
     inserted = tuple(s.key for s in steps[: max(position, 0)] if s.key not in records)
     last = records[steps[position].key] if position >= 0 else None
 
@@ -134,7 +138,7 @@ def plan_next(
     if index >= len(steps):
         return Plan(None, None, inserted, finished=True)
     step = steps[index]
-    due = started_at + sum((s.delay for s in steps[: index + 1]), timedelta(0))
+    due = started_at + campaign.offsets[index]
     if last is not None:
         gap = min(min_gap, step.delay) if last.status == DeliveryStatus.SENT else timedelta(0)
         due = max(due, last.at + gap)
