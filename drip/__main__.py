@@ -1,3 +1,3 @@
-from drip.cli import main
+from drip.cli import entry
 
-main()
+entry()

@@ -8,9 +8,12 @@ Each command imports the library modules it calls inside its own body: `drip
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import os
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
@@ -837,3 +840,34 @@ subscribers_group.add_command(
         "Delete signups never confirmed within DAYS.",
     )
 )
+
+
+def entry() -> None:
+    """The `drip` command, as the console script and `python -m drip` run it.
+
+    It ends the process without the interpreter's teardown, which frees the heap
+    object by object: after a big send that took 0.2-0.3 s of the run's wall time,
+    and cron pays it every few minutes. The exit handlers still run (logging,
+    multiprocessing, a coverage run's) and the streams are flushed first. A command
+    that left a thread of its own running ends the ordinary way, which waits for it.
+    """
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    else:  # pragma: no cover - click's standalone mode always exits
+        code = 0
+    code = 0 if code is None else code
+    if not isinstance(code, int) or any(
+        thread.is_alive() and not thread.daemon
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread()
+    ):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):  # click.echo flushes; anything else may not
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what Python's own exit reports
+            code = code or 120
+    atexit._run_exitfuncs()
+    os._exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import io
 import json
 import re
 from email import message_from_string
@@ -178,6 +179,22 @@ def test_preview_formats(project):
     assert msg["Subject"] == "Welcome, here is what to expect"
     missing = project.cli("preview", "leg-health", "nope")
     assert missing.exit_code == 1 and "known: leg-health/welcome" in missing.output
+
+
+def test_the_drip_command_ends_with_its_code_and_all_its_output(project):
+    """`python -m drip` (and the console script) skip the interpreter's teardown:
+    every byte written still arrives through a pipe, and the exit code is the
+    command's, as in-process."""
+    args = ("preview", "leg-health", "causes", "--symptoms", "walking_cramps")
+    inside, outside = project.cli(*args), project.run(*args)
+    assert len(inside.output) > io.DEFAULT_BUFFER_SIZE  # more than one write's worth
+    assert outside.returncode == 0
+    # the same page (its signed links carry the second they were made)
+    assert len(outside.stdout) == len(inside.output)
+    assert outside.stdout.endswith("</html>") and inside.output.endswith("</html>")
+    missing = project.run("preview", "leg-health", "nope")
+    assert missing.returncode == 1 and "known: leg-health/welcome" in missing.stderr
+    assert project.run("send", "--now", "yesterday").returncode == 2  # click's usage error
 
 
 def test_db_upgrade_is_idempotent(project):
