@@ -367,6 +367,7 @@ class Courier:
                 self._todo = {k: w for k, w in self._todo.items() if k in released}
             elif order[0] == "prepare":
                 self._todo.update(order[1])
+                self._open_more()
             else:
                 _, keys, dropped = order
                 self._waiting.extend((key, False) for key in keys)
@@ -439,9 +440,17 @@ class Courier:
     # -- opening sessions --------------------------------------------------------------
 
     def _open_more(self) -> None:
-        """One more session while messages wait for a line, up to `connections`."""
-        live = sum(not line.dead for line in self._lines.values())
-        if self._opening < len(self._waiting) and live + self._opening < self.connections:
+        """Sessions for the messages on their way to a line, up to `connections`:
+        released, and prepared too (their claims are being committed meanwhile), so
+        the relay's handshakes overlap the parent's planning and claiming."""
+        if self._unavailable is not None or self._stopping:
+            return
+        live = idle = 0
+        for line in self._lines.values():
+            live += not line.dead
+            idle += not line.dead and line.phase is Phase.IDLE
+        coming = len(self._waiting) + len(self._todo) + len(self._built) - idle
+        while self._opening < coming and live + self._opening < self.connections:
             self._opening += 1
             threading.Thread(target=self._open, name="drip-smtp-open", daemon=True).start()
 

@@ -341,6 +341,8 @@ class Sender:
         """
         due = due_enrollments(session, self.clock(), only_subscriber)
         self._due = len(due) if self.limit is None else min(len(due), self.limit)
+        if self._due >= BIG_RUN:  # its child starts up while the first batch is planned
+            self._start_postman(self._due)
         schedule = self.config.schedule_fingerprint()
         size = self._lease_size(session)
         for start in range(0, len(due), size):
@@ -547,6 +549,8 @@ class Sender:
                     ids: list[int] = list(session.scalars(query.limit(self.batch_size)))
                     if not ids:
                         break
+                    if len(ids) >= BIG_RUN:  # its child starts while this batch is planned
+                        self._start_postman(len(ids))
                     if self._ranges is None:  # the only sender: everyone, in id order
                         last_id, taken = ids[-1], None
                     else:  # PostgreSQL: the range of ids[0], unless another sender has it
@@ -694,18 +698,24 @@ class Sender:
 
     # -- render, claim, hand over ----------------------------------------------------
 
-    def _dispatch(self, jobs: list[Job]) -> None:
-        if self.postman is None and self.transport is not None and not self.dry_run and jobs:
-            from .postman import make_postman  # threads and processes: only with mail to send
+    def _start_postman(self, expected: int) -> None:
+        """The send stage, once there is mail to send: threads here, or for a big run
+        (`expected` emails, at least) a sending child process that builds and sends,
+        so both cores work."""
+        if self.postman is not None or self.transport is None or self.dry_run or not expected:
+            return
+        from .postman import make_postman  # threads and processes: only with mail to send
 
-            # a big run builds and sends from two child processes: both cores work
-            self.postman = make_postman(
-                self.transport,
-                connections_of(self.transport),
-                # by what is due, not by this batch: a worker's first lease can be small
-                separate_process=self.separate_process and max(len(jobs), self._due) >= BIG_RUN,
-                build=self._envelope,
-            )
+        self.postman = make_postman(
+            self.transport,
+            connections_of(self.transport),
+            separate_process=self.separate_process and expected >= BIG_RUN,
+            build=self._envelope,
+        )
+
+    def _dispatch(self, jobs: list[Job]) -> None:
+        # by what is due, not by this batch: a worker's first lease can be small
+        self._start_postman(max(len(jobs), self._due) if jobs else 0)
         # big runs: the sending children build ahead while the relay works; else here
         builder = self._builder
         pending, ready = deque(jobs), deque[Job]()  # planned; built (or building), unclaimed
