@@ -35,11 +35,11 @@ import secrets
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -50,14 +50,13 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.orm import Session
 
-from . import audit, claims, enrollment, newsletters
+from . import audit, claims, duebatch, enrollment, newsletters
 from .claims import Claim, Result
 from .config import Campaign, Config, ConfigError, Newsletter, Step, load_config
 from .locking import RangeLocks, dead_runs, take_chores
@@ -126,55 +125,6 @@ _DONE = object()
 
 def retry_delay(attempts: int) -> timedelta:
     return FIRST_RETRY * (2 ** max(attempts - 1, 0))
-
-
-class Recipient(NamedTuple):
-    """The few subscriber columns planning needs (no ORM object, no symptoms loaded twice)."""
-
-    id: int
-    email: str
-    public_id: str
-    first_name: str | None
-    timezone: str
-
-
-RECIPIENT = (  # Recipient's fields, in order
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.public_id,
-    Subscriber.first_name,
-    Subscriber.timezone,
-)
-
-# The planning reads and the lease, built once: each batch only binds its ids
-# (building an IN clause of 200 values cost more than running it).
-_NOW = bindparam("now", type_=UTCDateTime())
-_DUE_BATCH = (
-    select(*enrollment.ENROLLMENT_ROW, *RECIPIENT)
-    .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-    .where(
-        Enrollment.id.in_(bindparam("ids", expanding=True)),
-        Enrollment.state == ENROLLED,
-        Enrollment.next_due_at <= _NOW,
-        Enrollment.leased_by.is_(None),  # not another sender's, right now
-        Subscriber.status == ACTIVE,
-        or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= _NOW),
-    )
-    .order_by(Enrollment.id)
-    # PostgreSQL: senders planning at the same moment take disjoint rows
-    .with_for_update(of=Enrollment, skip_locked=True)
-)
-_LEASE = (
-    update(Enrollment)
-    .where(Enrollment.id.in_(bindparam("ids", expanding=True)))
-    .values(leased_by=bindparam("run"))
-)
-_SYMPTOMS = select(Symptom.subscriber_id, Symptom.key).where(
-    Symptom.subscriber_id.in_(bindparam("ids", expanding=True))
-)
-_SUPPRESSED = select(Suppression.address_hash).where(
-    Suppression.address_hash.in_(bindparam("hashes", expanding=True))
-)
 
 
 @dataclass
@@ -354,12 +304,7 @@ class Sender:
                 self.summary.stopped = SUPERSEDED
                 return
             now = self.clock()
-            ids = due[start : start + size].tolist()
-            rows: Iterable[Any] = session.connection().execute(_DUE_BATCH, {"ids": ids, "now": now})
-            split = len(enrollment.ENROLLMENT_ROW)
-            batch = [
-                (enrollment.EnrollmentRow(*row[:split]), Recipient(*row[split:])) for row in rows
-            ]
+            batch = duebatch.due_batch(session, due[start : start + size].tolist(), now)
             if not batch:
                 continue
             jobs = yield from self._plan_batch(session, batch, now)
@@ -367,8 +312,7 @@ class Sender:
             # and the lease on the enrollments whose email goes now, in two statements
             planned = [job.enrollment_id for job in jobs if job.enrollment_id is not None]
             _store_plans(session, [enr for enr, _ in batch if enr.changed()])
-            if planned:  # given back when its email is recorded
-                session.connection().execute(_LEASE, {"ids": planned, "run": self.run_id})
+            duebatch.lease(session, planned, self.run_id)  # given back as each is recorded
             self._commit()  # skips and waiting steps, before anything is claimed
             session.expunge_all()  # keep memory flat however many are due
             yield jobs
@@ -414,18 +358,14 @@ class Sender:
     def _plan_batch(
         self,
         session: Session,
-        batch: list[tuple[enrollment.EnrollmentRow, Recipient]],
+        batch: duebatch.Batch,
         now: datetime,
     ) -> Generator[None, None, list[Job]]:
         sub_ids = {sub.id for _, sub in batch}
-        records = enrollment.records_for(session, sub_ids)
-        symptoms: dict[int, set[str]] = {sid: set() for sid in sub_ids}
-        reads = session.connection()
-        for sid, key in reads.execute(_SYMPTOMS, {"ids": list(sub_ids)}):
-            symptoms[sid].add(key)
+        records = duebatch.records(session, sub_ids)
+        symptoms = duebatch.symptoms(session, sub_ids)
         hashes = {sub.id: address_hash(sub.email) for _, sub in batch}
-        found = reads.execute(_SUPPRESSED, {"hashes": list(hashes.values())})
-        suppressed = {h for (h,) in found}
+        suppressed = duebatch.suppressed(session, hashes.values())
         last_mail = self._last_mail(records)
         jobs = []
         for i, (enr, sub) in enumerate(batch, 1):
@@ -451,7 +391,7 @@ class Sender:
         self,
         session: Session,
         enr: enrollment.EnrollmentRow,
-        sub: Recipient,
+        sub: duebatch.Recipient,
         symptoms: frozenset[str],
         records: dict[str, Record],
         last_mail: dict[str, datetime],
@@ -678,7 +618,7 @@ class Sender:
     def _skip(
         self,
         session: Session,
-        sub: Recipient,
+        sub: duebatch.Recipient,
         campaign: Campaign,
         step: Step,
         records: dict[str, Record],
