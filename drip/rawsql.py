@@ -125,4 +125,7 @@ def _sqlite_text(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime; drip stores UTC-aware datetimes only")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # "2026-06-01 15:00:00.000000+00:00" less its offset (the year has four digits)
+    return value.isoformat(" ", "microseconds")[:26]
