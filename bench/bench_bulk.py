@@ -33,9 +33,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_send import FIXTURE, NOW, ROOT, free_port, seed, start_sink
+from bench_send import FIXTURE, NOW, ROOT, free_port, launch, seed, start_sink
 
 from drip.config import load_config
 from drip.outgoing import build
@@ -116,28 +117,13 @@ def raw_pipelined(port: int, count: int, connections: int, message: bytes) -> fl
     return over_connections(count, connections, worker, port)
 
 
-def drip_send(env: dict[str, str], url: str) -> dict[str, float | str]:
+def drip_send(env: dict[str, str], url: str) -> dict[str, Any]:
     env = {**os.environ, **env, "DRIP_SMTP_URL": url}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed drip has its bytecode
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "drip", "send", "--now", NOW.isoformat()],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"drip send failed: {output}")
-    return {
-        "seconds": seconds,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "rss_mb": usage.ru_maxrss / 1024,
-        "summary": output.strip().splitlines()[-1],
-    }
+    done = launch([sys.executable, "-m", "drip", "send", "--now", NOW.isoformat()], env)
+    if done["exit_code"]:
+        raise SystemExit(f"drip send failed: {done['output']}")
+    return {**done, "summary": str(done["output"]).strip().splitlines()[-1]}
 
 
 def warm(env: dict[str, str]) -> None:
