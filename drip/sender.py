@@ -206,6 +206,7 @@ class Sender:
         # subscriber id -> when this run planned them a non-urgent email (min_gap)
         self._recent: dict[int, datetime] = {}
         self._urgent = config.urgent_keys()
+        self.postman: Postman[Job] | ProcessPostman[Job] | None = None  # on first use
 
     @property
     def renderer(self) -> Renderer:
@@ -232,7 +233,7 @@ class Sender:
                 elif chores:
                     self.summary.replanned = enrollment.replan_if_changed(session, self.config, now)
                 self._commit()
-                self.postman: Postman[Job] | ProcessPostman[Job] | None = None  # on first use
+                self.postman = None  # started once there is mail to send
                 try:
                     # newsletters first: when one falls together with a series step,
                     # the series step is the one that waits (min_gap)
