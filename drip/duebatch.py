@@ -1,7 +1,8 @@
 """One batch of due enrollments, by id: the planning reads (the enrollments with
 their recipients, the recipients' delivery records, symptoms and suppressed
 addresses) and the lease on those whose email goes now. Five statements a batch
-of 200.
+of 200. A newsletter's batch of subscribers reads its symptoms and suppressed
+addresses here too.
 
 On SQLite they run straight on the driver, for two reasons measured on a run of
 10,000 due:
@@ -193,6 +194,7 @@ def symptoms(session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[s
     """Each subscriber's symptom keys (an empty set for none)."""
     ids = list(set(subscriber_ids))
     found: dict[int, set[str]] = {sid: set() for sid in ids}
+    session.flush()  # rows added in this session count too
     if _on_driver(session):
         with Raw(session) as raw:
             rows: Iterable[Any] = raw.rows(_RAW_SYMPTOMS, {"ids": json.dumps(ids)})
@@ -206,6 +208,7 @@ def symptoms(session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[s
 def suppressed(session: Session, hashes: Iterable[str]) -> set[str]:
     """Which of these address hashes are on the suppression list."""
     wanted = list(set(hashes))
+    session.flush()  # a suppression added in this session (a bounce) counts too
     if _on_driver(session):
         with Raw(session) as raw:
             return {h for (h,) in raw.rows(_RAW_SUPPRESSED, {"hashes": json.dumps(wanted)})}

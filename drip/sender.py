@@ -72,8 +72,6 @@ from .models import (
     Enrollment,
     Meta,
     Subscriber,
-    Suppression,
-    Symptom,
     UTCDateTime,
 )
 from .pacing import Pacer
@@ -558,20 +556,9 @@ class Sender:
         retries: dict[int, tuple[str, int]],
     ) -> Generator[None, None, list[Job]]:
         """The jobs for this batch of subscribers; None after each few (see _planning)."""
-        ids = [sub.id for sub in subs]
-        symptoms: dict[int, set[str]] = {sid: set() for sid in ids}
-        for sid, key in session.execute(
-            select(Symptom.subscriber_id, Symptom.key).where(Symptom.subscriber_id.in_(ids))
-        ):
-            symptoms[sid].add(key)
+        symptoms = duebatch.symptoms(session, [sub.id for sub in subs])
         hashes = {sub.id: address_hash(sub.email) for sub in subs}
-        suppressed = set(
-            session.scalars(
-                select(Suppression.address_hash).where(
-                    Suppression.address_hash.in_(hashes.values())
-                )
-            )
-        )
+        suppressed = duebatch.suppressed(session, hashes.values())
         gap = self.config.clinic.min_gap
         jobs = []
         for i, sub in enumerate(sorted(subs, key=lambda s: s.id), 1):
