@@ -866,7 +866,8 @@ def entry() -> None:
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):  # click.echo flushes; anything else may not
         try:
-            stream.flush()
+            if stream is not None:  # None: started with that descriptor closed
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe: what Python's own exit reports
             code = code or 120
     atexit._run_exitfuncs()

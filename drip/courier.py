@@ -443,13 +443,15 @@ class Courier:
         """Sessions for the messages on their way to a line, up to `connections`:
         released, and prepared too (their claims are being committed meanwhile), so
         the relay's handshakes overlap the parent's planning and claiming."""
-        if self._unavailable is not None or self._stopping:
+        if self._unavailable is not None:
             return
         live = idle = 0
         for line in self._lines.values():
             live += not line.dead
             idle += not line.dead and line.phase is Phase.IDLE
-        coming = len(self._waiting) + len(self._todo) + len(self._built) - idle
+        coming = len(self._waiting) - idle
+        if not self._stopping:  # after the stop order only the released still go
+            coming += len(self._todo) + len(self._built)
         while self._opening < coming and live + self._opening < self.connections:
             self._opening += 1
             threading.Thread(target=self._open, name="drip-smtp-open", daemon=True).start()

@@ -152,7 +152,7 @@ def due_batch(session: Session, ids: list[int], now: datetime) -> Batch:
         found = raw.rows(
             _RAW_DUE_BATCH,
             {
-                "ids": json.dumps(ids),
+                "ids": json.dumps(sorted(set(ids))),  # each once, as an IN list reads them
                 "now": raw.when(now),
                 "enrolled": ENROLLED.value,
                 "active": ACTIVE.value,

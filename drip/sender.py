@@ -290,8 +290,6 @@ class Sender:
         """
         due = due_enrollments(session, self.clock(), only_subscriber)
         self._due = len(due) if self.limit is None else min(len(due), self.limit)
-        if self._due >= BIG_RUN:  # its child starts up while the first batch is planned
-            self._start_postman(self._due)
         schedule = self.config.schedule_fingerprint()
         size = self._lease_size(session)
         for start in range(0, len(due), size):
@@ -302,6 +300,8 @@ class Sender:
             if _adopted(session) != schedule and superseded(session, self.config):
                 self.summary.stopped = SUPERSEDED
                 return
+            if self._due >= BIG_RUN:  # its child starts up while the first batch is planned
+                self._start_postman(self._due)
             now = self.clock()
             batch = duebatch.due_batch(session, due[start : start + size].tolist(), now)
             if not batch:
@@ -630,7 +630,9 @@ class Sender:
         """The send stage, once there is mail to send: threads here, or for a big run
         (`expected` emails, at least) a sending child process that builds and sends,
         so both cores work."""
-        if self.postman is not None or self.transport is None or self.dry_run or not expected:
+        if self.limit is not None:  # --limit: never more than that, whatever is due
+            expected = min(expected, self.limit)
+        if self.postman is not None or self.transport is None or self.dry_run or expected <= 0:
             return
         from .postman import make_postman  # threads and processes: only with mail to send
 

@@ -350,3 +350,27 @@ def test_planning_ahead_in_small_batches_sends_what_one_big_batch_sends(project,
     assert set(per_message.values()) == {2}, "each email once in each of the two worlds"
     for engine in (small, big):
         engine.dispose()
+
+
+@pytest.mark.parametrize(("limit", "forks"), [(None, True), (5, False), (BIG_RUN, True)])
+def test_a_run_forks_its_sending_child_only_for_what_it_may_send(project, sink, limit, forks):
+    """The sending child starts as soon as a run expects a big one (before its first
+    batch is planned, as a newsletter page or the due count shows): never when
+    --limit keeps the run small, however much is due."""
+    from drip.postman import Postman, ProcessPostman
+
+    sender = Sender(
+        load_config(project.config),
+        db.make_engine(project.database_url),
+        SMTPTransport.from_url(sink.url + "&connections=2"),
+        Tokens("k" * 20),
+        clock=lambda: NOW,
+        limit=limit,
+        separate_process=True,
+    )
+    sender._start_postman(10 * BIG_RUN)  # a newsletter's first page of eligible ids
+    try:
+        assert isinstance(sender.postman, ProcessPostman if forks else Postman)
+    finally:
+        assert sender.postman is not None
+        sender.postman.stop()

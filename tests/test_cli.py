@@ -5,7 +5,10 @@ from __future__ import annotations
 import email.policy
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from email import message_from_string
 from pathlib import Path
 
@@ -195,6 +198,15 @@ def test_the_drip_command_ends_with_its_code_and_all_its_output(project):
     missing = project.run("preview", "leg-health", "nope")
     assert missing.returncode == 1 and "known: leg-health/welcome" in missing.stderr
     assert project.run("send", "--now", "yesterday").returncode == 2  # click's usage error
+    # started with its output closed (cron with `>&-`): no stream to flush, still 0
+    closed = subprocess.run(
+        [sys.executable, "-m", "drip", "--help"],
+        env=project.full_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert (closed.returncode, closed.stderr) == (0, "")
 
 
 def test_db_upgrade_is_idempotent(project):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+from scripted_smtp import ScriptedSMTP
+
 from drip.message import BuildFailed, Envelope
 from drip.postman import ProcessPostman
 from drip.transport import SMTPSettings
@@ -56,6 +58,27 @@ def test_stopping_sends_what_was_released_and_nothing_only_prepared(sink):
     postman.release([f"k{i}" for i in range(5)])
     postman.stop()  # at once: the five released still go, the other fifteen never
     assert sorted(m.recipient for m in sink.received) == [f"p{i}@example.org" for i in range(5)]
+
+
+def test_stopping_still_sends_the_released_when_a_line_closes_meanwhile():
+    """Stopped while released messages wait and the only line is closed by the
+    relay (421): a fresh session carries them, at once."""
+    server = ScriptedSMTP().start()
+    try:
+        server.script_for["p0@example.org"] = {"end": "421 4.7.0 closing after this one"}
+        postman: ProcessPostman[str] = ProcessPostman(
+            SMTPSettings.from_url(server.url + "&connections=1"), 1, build
+        )
+        postman.prepare([(f"k{i}", f"item{i}", (f"p{i}@example.org", "x")) for i in range(4)])
+        postman.release([f"k{i}" for i in range(4)])
+        started = time.monotonic()
+        postman.stop()
+        assert time.monotonic() - started < 20  # not the 60 s wait for a wedged child
+        assert [m.recipient for m in server.received][-3:] == [
+            f"p{i}@example.org" for i in (1, 2, 3)
+        ]
+    finally:
+        server.stop()
 
 
 def test_a_message_the_child_cannot_build_comes_back_with_its_reason(sink):
