@@ -81,8 +81,8 @@ class Tokens:
 
     def make(self, purpose: str, public_id: str) -> str:
         """What itsdangerous's URLSafe(Timed)Serializer(keys, salt=purpose)
-        .dumps(public_id) gives, faster; byte for byte whenever the payload is short
-        (tests/test_tokens.py compares them), and read by itsdangerous in any case."""
+        .dumps(public_id) gives, faster: byte for byte, except that a short payload is
+        never compressed (tests/test_tokens.py compares them); itsdangerous reads both."""
         # every email signs two links for one public id: its payload is made once
         last_id, value = self._payload
         if last_id != public_id:
