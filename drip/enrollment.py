@@ -8,7 +8,6 @@ it, so the send loop only has to ask the database for rows that are due.
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .campaigns import Config
+from .message import new_ref
 from .models import Delivery, Enrollment, Meta, Subscriber
 from .schedule import Plan, Record, plan_next
 from .states import DeliveryStatus, EnrollmentState, SubscriberStatus
@@ -164,7 +164,7 @@ def add_skip(
             campaign_key=campaign_key,
             step_key=step_key,
             status=DeliveryStatus.SKIPPED,
-            ref=secrets.token_hex(16),
+            ref=new_ref(),
             attempts=0,
             error=reason,
             created_at=now,

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from .config import Config, valid_timezone
 from .enrollment import apply_plan
 from .mailqueue import QUEUED, mailbox_hash
+from .message import new_ref
 from .models import (
     ACTIVE,
     ENROLLED,
@@ -306,7 +307,7 @@ def _write(
                     "data": None,
                     "status": QUEUED,
                     "priority": IMPORT_PRIORITY,
-                    "ref": secrets.token_hex(16),
+                    "ref": new_ref(),
                     "attempts": 0,
                     "created_at": now,
                     "next_attempt_at": now,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
-from .message import Envelope
+from .message import Envelope, new_ref
 from .models import QueuedMail
 from .subscribers import suppress
 from .transport import (
@@ -119,7 +118,7 @@ def enqueue(
         data=envelope.data,
         status=QUEUED,
         priority=priority,
-        ref=secrets.token_hex(16),
+        ref=new_ref(),
         attempts=0,
         created_at=now,
         next_attempt_at=now,

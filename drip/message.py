@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 import secrets
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -220,6 +221,15 @@ def return_path(clinic: Clinic, ref: str) -> str:
         return clinic.from_email
     local, _, domain = clinic.bounce_address.rpartition("@")
     return f"{local}+{ref}@{domain}"
+
+
+def new_ref() -> str:
+    """A new delivery reference (Message-ID, X-Drip-Ref, VERP): 32 hex digits, the
+    millisecond it was made (12), then 80 random bits (20), as unguessable as a
+    bounce needs. Made in time order, a run's new refs land at the right edge of
+    the unique index on refs, not on a random page each: one random page per
+    message was about a quarter of what `drip send` wrote to SQLite's WAL."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def make_message_id(ref: str, domain: str) -> str:

@@ -6,7 +6,6 @@ series); these commands show, try and stop newsletters.
 
 from __future__ import annotations
 
-import secrets
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import newsletters, subscribers
 from .config import Config, Newsletter
+from .message import new_ref
 from .models import Delivery
 from .outgoing import Outgoing, build
 from .preview_cli import preview_options, say_if_never_sent, show_preview
@@ -69,7 +69,7 @@ def _build(
             symptoms=frozenset(chosen),
             campaign=campaign,
             step=step,
-            ref=secrets.token_hex(16),
+            ref=new_ref(),
             date=datetime.now(UTC),
             sign=app.dkim_sign if subject_prefix else None,
         )

@@ -60,7 +60,7 @@ from . import audit, claims, duebatch, enrollment, newsletters
 from .claims import Claim, Result
 from .config import Campaign, Config, ConfigError, Newsletter, Step, load_config
 from .locking import RangeLocks, dead_runs, take_chores
-from .message import BuildFailed, Envelope, make_message_id
+from .message import BuildFailed, Envelope, make_message_id, new_ref
 from .models import (
     ACTIVE,
     BOUNCED,
@@ -427,7 +427,7 @@ class Sender:
             self._planned_count += 1
             if campaign.kind != "urgent":
                 self._recent[sub.id] = now
-            ref, attempts = secrets.token_hex(16), 0
+            ref, attempts = new_ref(), 0
             retry = step.key in records  # a deferred row: take it back, same ref
             if retry:
                 ref, attempts = session.execute(
@@ -585,7 +585,7 @@ class Sender:
                 break
             self._planned_count += 1
             self._recent[sub.id] = now
-            ref, attempts = retries.get(sub.id, (secrets.token_hex(16), 0))
+            ref, attempts = retries.get(sub.id, (new_ref(), 0))
             jobs.append(
                 Job(
                     subscriber_id=sub.id,

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from test_concurrency import NOW, START, seed
 
 from drip import db, enrollment, subscribers
+from drip.bounces import REF
 from drip.config import load_config
-from drip.message import build_message
+from drip.message import build_message, new_ref
 from drip.models import Delivery, Enrollment, Subscriber
 from drip.pacing import Pacer
 from drip.replies import Refusal, Stage, Verdict, classify, names_the_mailbox
@@ -145,6 +146,39 @@ def test_encoded_words_stay_within_rfc_2047_and_round_trip(subject):
     (raw,) = re.findall(r"^Subject: (.*)$", unfolded, re.M)
     decoded = str(make_header(decode_header(raw)))
     assert " ".join(decoded.split()) == " ".join(subject.split())
+
+
+# -- delivery refs ---------------------------------------------------------------------
+
+
+def test_refs_are_unguessable_and_made_in_time_order():
+    """What a bounce is matched by (32 hex digits, 80 random bits), made so that a
+    run's refs sort in the order they were made: new rows of the unique index on
+    refs then go to its right edge, not to a random page each."""
+    refs: list[str] = []
+    for _ in range(3):
+        refs += [new_ref() for _ in range(300)]
+        time.sleep(0.002)  # the next millisecond
+    assert all(re.fullmatch(REF, ref) for ref in refs)
+    assert len({ref[12:] for ref in refs}) == len(refs)  # the random part alone differs
+    made = [ref[:12] for ref in refs]
+    assert made == sorted(made) and len(set(made)) >= 3
+    assert abs(int(made[-1], 16) / 1000 - time.time()) < 60  # the millisecond, since 1970
+
+
+def test_a_run_stores_the_refs_it_sent_by_in_the_order_it_claimed_them(project, sink):
+    seed(project, 120)  # a big run: built and sent by the sending child
+    assert summary(project.run("send", "--now", NOW).stdout)["sent"] == 120
+    engine = db.make_engine(project.database_url)
+    with Session(engine) as session:
+        rows = session.execute(select(Delivery.ref, Delivery.message_id).order_by(Delivery.id))
+        refs = {ref: message_id for ref, message_id in rows}
+    engine.dispose()
+    assert len(refs) == 120
+    assert list(refs) == sorted(refs, key=lambda ref: ref[:12])  # claimed in time order
+    for ref, message_id in refs.items():
+        assert re.fullmatch(REF, ref) and message_id.startswith(f"<{ref}@")
+    assert {m.message["Message-ID"].strip("<>").split("@")[0] for m in sink.received} == set(refs)
 
 
 # -- real processes --------------------------------------------------------------------
