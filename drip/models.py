@@ -175,9 +175,8 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
-    )
+    # no index of its own: the unique key above starts with it (migration 0008)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     campaign_key: Mapped[str] = mapped_column(String(64))
     step_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[DeliveryStatus] = mapped_column(StateColumn(DeliveryStatus))
