@@ -27,10 +27,10 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import unquote
 
+from . import __version__
 from .config import Config
 
 QUIET_FOR_AT_MOST = timedelta(hours=1)
@@ -50,8 +50,7 @@ def fingerprint(config: Config) -> str:
     for path in sorted(p for p in templates.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(templates)).encode() + b"\0")
         digest.update(path.read_bytes())
-    with contextlib.suppress(PackageNotFoundError):  # a bare checkout has no version
-        digest.update(version("drip").encode())
+    digest.update(__version__.encode())
     return digest.hexdigest()
 
 

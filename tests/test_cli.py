@@ -83,6 +83,19 @@ def test_every_environment_variable_is_in_the_readme():
         assert f"`{name}`" in README, f"{name} is not documented"
 
 
+def test_the_version_constant_is_the_installed_version():
+    """pyproject.toml reads drip.__version__; the quiet path hashes it (drip/quiet.py)."""
+    from importlib.metadata import version
+
+    import drip
+
+    assert drip.__version__ == version("drip")
+    shown = subprocess.run(
+        [sys.executable, "-m", "drip", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert f"version {drip.__version__}" in shown.stdout
+
+
 def test_the_schema_head_constant_matches_the_migrations():
     assert db.head_revision() == db.HEAD_REVISION
 
