@@ -250,6 +250,36 @@ def test_db_upgrade_is_idempotent(project):
         assert result.exit_code == 0 and f"revision {db.HEAD_REVISION}" in result.output
 
 
+def test_a_database_of_the_last_release_upgrades_with_its_history(any_project):
+    """0008 down to the last release's schema and up again with `drip db upgrade`:
+    the index comes and goes, the rows stay, and the run before it refuses to work
+    on the old schema with the one line that says what to do."""
+    from alembic import command
+    from sqlalchemy import func, inspect, select
+
+    from drip.models import Delivery
+
+    add(any_project, "a@example.org", "night_cramps", "--confirmed")
+    assert summary(any_project.run("send", "--now", MON).stdout)["sent"] == 1
+    engine = db.make_engine(any_project.database_url)
+
+    def indexes() -> set[str]:
+        with engine.connect() as conn:
+            return {index["name"] for index in inspect(conn).get_indexes("deliveries")}
+
+    command.downgrade(db.alembic_config(engine), "0007")
+    assert db.current_revision(engine) == "0007" and "ix_deliveries_subscriber_id" in indexes()
+    refused = any_project.run("send", "--now", MON)
+    assert refused.returncode != 0 and "run `drip db upgrade`" in refused.stderr
+    upgraded = any_project.cli("db", "upgrade")
+    assert upgraded.exit_code == 0 and f"revision {db.HEAD_REVISION}" in upgraded.output
+    assert "ix_deliveries_subscriber_id" not in indexes()
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Delivery)) == 1
+    engine.dispose()
+    assert summary(any_project.run("send", "--now", MON).stdout)["sent"] == 0  # sent already
+
+
 def test_outbox_transport_writes_eml_files(project, tmp_path):
     del project.env["DRIP_SMTP_URL"]
     project.env["DRIP_OUTBOX"] = str(tmp_path / "outbox")
