@@ -299,6 +299,7 @@ def test_the_html_part_is_base64_in_lines_of_76_that_decode_to_it(html):
     lines = _base64(html).split(b"\r\n")
     assert all(len(line) == 76 for line in lines[:-1]) and len(lines[-1]) <= 76
     assert base64.b64decode(b"".join(lines)) == html.encode("utf-8")
+    assert b"".join(lines) == base64.b64encode(html.encode("utf-8"))  # canonical, as the stdlib
 
 
 # -- variants: one Jinja render per variant, each patient's own values filled in -------
