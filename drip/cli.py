@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import quiet
+from . import __version__, quiet
 from .clock import parse_now
 from .config import NEWSLETTER_PREFIX, Config, ConfigError, load_config
 from .preview_cli import preview_options, say_if_never_sent, show_preview
@@ -125,7 +125,7 @@ class DripGroup(click.Group):
 
 
 @click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="drip")
+@click.version_option(version=__version__, package_name="drip")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """drip: patient-education drip campaigns for clinics.

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from . import audit, enrollment
@@ -225,17 +225,23 @@ def _soft_count(session: Session, sub: Subscriber, delivery: Delivery | None) ->
     if not previous:
         return sub.soft_bounces or 0
     since = datetime.fromisoformat(previous)
-    between = session.scalar(
+    between = session.scalar(sent_between(sub.id, since, delivery.sent_at))
+    return 0 if between is not None else (sub.soft_bounces or 0)
+
+
+def sent_between(subscriber_id: int, since: datetime, until: datetime) -> Select[int]:
+    """One email this patient was sent between two moments, if any (by the index on
+    subscriber_id: tests/test_due_query.py checks the plan)."""
+    return (
         select(Delivery.id)
         .where(
-            Delivery.subscriber_id == sub.id,
+            Delivery.subscriber_id == subscriber_id,
             Delivery.status == DeliveryStatus.SENT,
             Delivery.sent_at > since,
-            Delivery.sent_at < delivery.sent_at,
+            Delivery.sent_at < until,
         )
         .limit(1)
     )
-    return 0 if between is not None else (sub.soft_bounces or 0)
 
 
 def _bounced(

@@ -175,8 +175,11 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # no index of its own: the unique key above starts with it (migration 0008)
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    # an index of its own, though the unique key above starts with it: without
+    # statistics SQLite would take the status index for "this patient's sent ones"
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
     campaign_key: Mapped[str] = mapped_column(String(64))
     step_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[DeliveryStatus] = mapped_column(StateColumn(DeliveryStatus))

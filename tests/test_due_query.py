@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from drip import db
 from drip.claims import _RELEASE
+from drip.feedback import sent_between
 from drip.models import Enrollment
 from drip.sender import due_query
 
@@ -66,3 +67,15 @@ def test_giving_back_and_sweeping_leases_reads_only_the_leased_rows(any_project)
     for plan in plans:
         assert "ix_enrollments_leased_by" in plan, plan
         assert ("Seq Scan" if postgres else "SCAN enrollments") not in plan, plan
+
+
+def test_a_soft_bounce_reads_the_patients_own_deliveries(any_project):
+    """Whether anything went through between two soft bounces: by the index on
+    subscriber_id. Without it (the unique key also starts with subscriber_id)
+    SQLite, with no statistics, walked every sent delivery by the status index."""
+    moment = datetime(2026, 6, 1, tzinfo=UTC)
+    postgres, (plan,) = query_plans(any_project, [(sent_between(7, moment, moment), {})])
+    if postgres:  # it has statistics: any index but a scan will do
+        assert "Seq Scan" not in plan, plan
+    else:
+        assert "USING INDEX ix_deliveries_subscriber_id (subscriber_id=?)" in plan, plan
