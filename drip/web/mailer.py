@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit, mailqueue
 from ..config import Step
-from ..message import Envelope, compose
+from ..message import Envelope, compose, new_ref
 from ..models import PENDING, QueuedMail, Subscriber
 from ..render import RenderedEmail, TemplateProblem, subscriber_context
 from ..tokens import CONFIRM, links
@@ -142,7 +142,7 @@ def build(
             sub.email,
             email,
             date=services.now(),
-            ref=secrets.token_hex(16),
+            ref=new_ref(),
             headers={"Auto-Submitted": "auto-generated"},
             sign=services.sign,
         )
