@@ -86,6 +86,12 @@ def timed(
     return Timing(statistics.median(walls), statistics.median(cpus), max(peaks))
 
 
+def counted(report: str) -> list[int]:
+    """Each process's instructions in valgrind's report (its standard error), in the
+    order the processes ended."""
+    return [int(n.replace(",", "")) for n in re.findall(r"I\s+refs:\s+([\d,]+)", report)]
+
+
 def instructions(args: list[str], env: dict[str, str]) -> int:
     """Instructions one run of `args` executes (user space), counted by cachegrind."""
     done = subprocess.run(
@@ -96,10 +102,10 @@ def instructions(args: list[str], env: dict[str, str]) -> int:
         text=True,
         check=False,
     )
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if found is None:
+    found = counted(done.stderr)
+    if not found:
         raise SystemExit(f"valgrind gave no count for {' '.join(args[1:])}:\n{done.stderr}")
-    return int(found.group(1).replace(",", ""))
+    return found[0]
 
 
 def measure(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_bulk import warm
+from bench_idle import VALGRIND, counted
 from bench_send import NOW, ROOT, seed, start_sink
-
-VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
 
 
 def counted_send(count: int, port: int, connections: int) -> tuple[list[int], str]:
@@ -53,7 +51,7 @@ def counted_send(count: int, port: int, connections: int) -> tuple[list[int], st
             text=True,
             check=False,
         )
-    found = [int(n.replace(",", "")) for n in re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)]
+    found = counted(done.stderr)
     if done.returncode != 0 or not found:
         raise SystemExit(f"drip send under valgrind failed:\n{done.stdout}\n{done.stderr[-2000:]}")
     return found, done.stdout.strip().splitlines()[-1]
