@@ -88,8 +88,10 @@ def timed(
 
 def counted(report: str) -> list[int]:
     """Each process's instructions in valgrind's report (its standard error), in the
-    order the processes ended."""
-    return [int(n.replace(",", "")) for n in re.findall(r"I\s+refs:\s+([\d,]+)", report)]
+    order the processes started (valgrind names each by its process id; a forked
+    child's id is above its parent's)."""
+    found = re.findall(r"==(\d+)==\s+I\s+refs:\s+([\d,]+)", report)
+    return [int(n.replace(",", "")) for _, n in sorted(found, key=lambda f: int(f[0]))]
 
 
 def instructions(args: list[str], env: dict[str, str]) -> int:

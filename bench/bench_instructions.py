@@ -7,7 +7,8 @@ Runs the real `drip send` (SQLite, Postfix's smtp-sink or aiosmtpd on 127.0.0.1)
 under valgrind's cachegrind twice, for SMALL and for LARGE subscribers whose
 first email is due, and counts the user-space instructions of both of its
 processes (the parent, and the sending child it forks). The difference between
-the two runs, divided by LARGE - SMALL, is what one more email costs; what is
+the two runs, divided by LARGE - SMALL, is what one more email costs (in all, and
+in each process: the parent plans and records, the child builds and sends); what is
 left of the small run is the fixed cost (start-up, imports, templates). A forked
 child's count starts from its parent's count at the fork, so the fixed cost
 counts the parent's work before the fork twice; the cost per email does not.
@@ -71,7 +72,8 @@ def main() -> None:
         large, large_line = counted_send(args.large, port, args.connections)
     finally:
         sink.terminate()
-    per_email = (sum(large) - sum(small)) / (args.large - args.small)
+    extra = args.large - args.small
+    per_email = (sum(large) - sum(small)) / extra
     print(
         json.dumps(
             {
@@ -80,6 +82,14 @@ def main() -> None:
                 "runs": {str(args.small): small_line, str(args.large): large_line},
                 "processes": len(large),
                 "instructions_per_email": round(per_email),
+                # the parent plans and records, the sending child builds and sends
+                "instructions_per_email_by_process": dict(
+                    zip(
+                        ("parent", "sending_child"),
+                        (round((b - a) / extra) for a, b in zip(small, large, strict=True)),
+                        strict=False,
+                    )
+                ),
                 "fixed_instructions_millions": round((sum(small) - per_email * args.small) / 1e6),
             },
             indent=2,
