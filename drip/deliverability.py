@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
 from . import bounces, dkim, suppression
@@ -60,6 +61,11 @@ def bounces_process(
     app: Any, path: Path | None, imap_url: str | None, now_text: str | None, quiet: bool
 ) -> None:
     """Process returned mail from an mbox file, a Maildir folder or IMAP (cron-safe)."""
+    # a PATH on the command line wins over DRIP_IMAP_URL in the environment; with both
+    # on the command line, which one was meant is unclear
+    source_of_imap = click.get_current_context().get_parameter_source("imap_url")
+    if path is not None and source_of_imap is ParameterSource.ENVIRONMENT:
+        imap_url = None
     if (path is None) == (imap_url is None):
         _fail("give an mbox file or Maildir folder, or --imap URL (one of them)")
     now = _now(now_text)

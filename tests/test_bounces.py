@@ -162,6 +162,26 @@ def test_matching_by_address_when_the_report_carries_no_ref(project, tmp_path):
     assert details["bounce.hard"]["matched_by"] == "address"
 
 
+def test_a_path_on_the_command_line_wins_over_drip_imap_url(project, sink, tmp_path):
+    # the README's cron line reads an mbox; DRIP_IMAP_URL set for other runs must not
+    # turn it into "one of them" (it did: exit 1, nothing read)
+    send_to(project, "pat@example.org")
+    box = write_mbox(
+        tmp_path / "b.mbox", [sample("dsn_hard.eml", refs(project, "pat@example.org")[0])]
+    )
+    project.env["DRIP_IMAP_URL"] = "imaps://bounces:secret@127.0.0.1:1/INBOX"
+    result = process(project, box)
+    assert result.exit_code == 0, result.output
+    assert "hard bounce 5.1.1 for pat@example.org" in result.output
+    assert status(project, "pat@example.org") == "bounced"
+    # without a PATH the variable is what is read (a refused connection: one clear line)
+    alone = project.cli("bounces", "process", "--now", LATER)
+    assert alone.exit_code == 1 and "127.0.0.1" in alone.output and "Traceback" not in alone.output
+    # both on the command line: which one was meant is unclear
+    both = project.cli("bounces", "process", str(box), "--imap", "imaps://x@127.0.0.1:1/INBOX")
+    assert both.exit_code == 1 and "one of them" in both.output
+
+
 def test_bad_sources_are_one_clear_line(project, tmp_path):
     missing = project.cli("bounces", "process", str(tmp_path / "nope"))
     assert missing.exit_code == 1 and "no such file or folder" in missing.output
