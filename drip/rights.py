@@ -273,13 +273,14 @@ def signup_allowed(session: Session, email: str) -> bool:
 
 
 def purge_expired(session: Session, config: Config, now: datetime, actor: str) -> int:
-    """Answers and names of people who unsubscribed longer ago than
-    [privacy] keep_after_unsubscribe. Idempotent; returns how many were purged."""
+    """Answers and names of people who unsubscribed (or marked an email as spam, which
+    is an unsubscribe too) longer ago than [privacy] keep_after_unsubscribe.
+    Idempotent; returns how many were purged."""
     cutoff = now - config.privacy.keep_after_unsubscribe
     ids = list(
         session.scalars(
             select(Subscriber.id).where(
-                Subscriber.status == UNSUBSCRIBED,
+                Subscriber.status.in_((UNSUBSCRIBED, COMPLAINED)),
                 Subscriber.unsubscribed_at <= cutoff,
                 (
                     Subscriber.first_name.is_not(None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from deliver_helpers import (
     LATER,
     MON2_10,
@@ -119,6 +121,23 @@ def test_nothing_in_a_report_resubscribes_anybody(project, tmp_path):
     later = [sample(n, ref) for n in ("dsn_hard.eml", "dsn_soft.eml", "dsn_delayed.eml")]
     process(project, write_mbox(tmp_path / "2.mbox", later))
     assert status(project, "pat@example.org") == "complained"  # not bounced, never active
+
+
+def test_the_answers_of_a_complainer_are_purged_like_an_unsubscriber_s(project, tmp_path):
+    # a spam report is an unsubscribe: [privacy] keep_after_unsubscribe applies to it
+    send_to(project, "pat@example.org", "ann@example.org")
+    ref = refs(project, "pat@example.org")[0]
+    process(project, write_mbox(tmp_path / "1.mbox", [sample("arf_complaint.eml", ref)]))
+    assert status(project, "pat@example.org") == "complained"
+    project.cli("send", "--now", "2026-06-20T12:00:00Z")  # 15 days: within the 30
+    assert "night_cramps" in project.cli("subscribers", "export", "pat@example.org").output
+    result = project.cli("send", "--now", "2026-07-06T12:00:00Z")  # 31 days after
+    assert "purged the answers and names of 1 people" in result.output
+    data = json.loads(project.cli("subscribers", "export", "pat@example.org").output)
+    assert data["answers"] == [] and data["profile"]["first_name"] is None
+    assert data["profile"]["status"] == "complained" and data["consent"]["withdrawn_at"]
+    kept = json.loads(project.cli("subscribers", "export", "ann@example.org").output)
+    assert kept["answers"] != []  # still subscribed: nothing purged
 
 
 def test_unmatched_malformed_and_ordinary_mail_get_one_line_each(project, tmp_path):
