@@ -384,7 +384,8 @@ def send_exit_code(summary: Summary) -> int:
 
 def send_queued_mail(app: App, now: datetime | None) -> None:
     """The web pages' queued emails (confirmations first: a person is waiting), then
-    the retention purge.
+    the purges: signups never confirmed within a week, and the answers of people who
+    left ([privacy] keep_after_unsubscribe). So cron alone keeps both promises.
 
     Separate from the Sender: its own transport and claims (drip/mailqueue.py),
     no send lock needed, so a `drip serve` worker and cron can both drain it.
@@ -404,11 +405,17 @@ def send_queued_mail(app: App, now: datetime | None) -> None:
         transport.close()
     if counts.sent or counts.failed or counts.waiting or counts.in_doubt_new or counts.stopped:
         click.echo(f"drip send: queued emails: {counts.line()}")
-    # [privacy] keep_after_unsubscribe: answers and names of people who left
     with app.session() as session:
         moment = now or datetime.now(UTC)
+        unconfirmed, discarded = rights.purge_pending(session, moment)
+        # [privacy] keep_after_unsubscribe: answers and names of people who left
         retired = rights.purge_expired(session, app.config, moment, "drip send")
         session.commit()
+    if unconfirmed or discarded:
+        click.echo(
+            f"drip send: purged {plural(unconfirmed, 'unconfirmed signup')}; "
+            f"{plural(discarded, 'expired re-signup')} discarded"
+        )
     if retired:
         click.echo(f"drip send: purged the answers and names of {retired} people who left")
 

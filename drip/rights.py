@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, enrollment
 from .config import Config
+from .mailqueue import QUEUED
 from .models import (
     ACTIVE,
     BOUNCED,
@@ -34,6 +35,10 @@ from .models import (
     Symptom,
 )
 from .subscribers import address_hash, find
+
+# signups (and re-signups) never confirmed are purged this long after (the
+# confirmation link's own age limit is the same)
+PENDING_TTL = timedelta(days=7)
 
 # a suppression kept after erasing someone who had asked for no more email: it
 # blocks every email and import, but the person's own new signup, confirmed from
@@ -303,3 +308,41 @@ def purge_expired(session: Session, config: Config, now: datetime, actor: str) -
         for sub_id in chunk:
             audit.record(session, now, actor, "subscriber.retention_purged", sub_id)
     return len(ids)
+
+
+def purge_pending(session: Session, now: datetime, ttl: timedelta = PENDING_TTL) -> tuple[int, int]:
+    """Unconfirmed signups older than `ttl`: never-confirmed subscribers are deleted,
+    and waiting re-signups (pending changes) are discarded, so the person stays as
+    they were. Run by `drip send` and `drip run`. Returns (deleted, discarded)."""
+    cutoff = now - ttl
+    expired = session.execute(
+        delete(PendingChange).where(PendingChange.created_at <= cutoff)
+    ).rowcount  # type: ignore[attr-defined]
+    stale = list(
+        session.scalars(
+            select(Subscriber).where(
+                Subscriber.status == PENDING,
+                or_(Subscriber.consent_at.is_(None), Subscriber.consent_at <= cutoff),
+                Subscriber.created_at <= cutoff,
+                # the week counts from the confirmation email, which for a big import
+                # may wait in the queue (hourly cap) for longer than that
+                Subscriber.id.not_in(
+                    select(QueuedMail.subscriber_id).where(
+                        QueuedMail.subscriber_id.is_not(None),
+                        or_(QueuedMail.status == QUEUED, QueuedMail.sent_at > cutoff),
+                    )
+                ),
+            )
+        )
+    )
+    deleted = 0
+    for sub in stale:
+        if sub.confirmed_at is None:
+            audit.record(session, now, "drip", "subscriber.purged", sub.id, reason="unconfirmed")
+            session.delete(sub)
+            deleted += 1
+        else:  # a re-signup stored before pending changes existed (schema 0001)
+            sub.status = UNSUBSCRIBED
+            audit.record(session, now, "drip", "signup.expired", sub.id)
+            expired += 1
+    return deleted, expired

@@ -18,14 +18,13 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .. import dberrors
+from .. import dberrors, rights
 from ..checks import check_config
 from ..clock import parse_now
 from ..config import ConfigError
 from ..settings import SettingsError
 from ..transport import TransportUnavailable, transport_from_settings
 from ..words import plural
-from . import flows
 from .options import OptionsError, WebOptions
 from .services import Services
 
@@ -166,12 +165,12 @@ def snippet(app: Any, url: str | None) -> None:
 )
 @click.pass_obj
 def purge_pending(app: Any, now_text: str | None, days: int) -> None:
-    """Delete signups never confirmed within DAYS (`drip run` does this every minute)."""
+    """Delete signups never confirmed within DAYS (`drip send` and `drip run` do this with 7)."""
     from datetime import timedelta
 
     now = parse_now(now_text) or datetime.now(UTC)
     with Session(app.engine) as session:
-        deleted, reverted = flows.purge_pending(session, now, timedelta(days=days))
+        deleted, reverted = rights.purge_pending(session, now, timedelta(days=days))
         session.commit()
     click.echo(
         f"purged {plural(deleted, 'unconfirmed signup')}; "

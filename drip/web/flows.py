@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from .. import audit, enrollment, rights, subscribers
 from ..config import Campaign, Config
 from ..enrollment import OPTED_OUT
-from ..mailqueue import QUEUED
 from ..models import (
     ACTIVE,
     LEFT,
@@ -24,7 +23,6 @@ from ..models import (
     UNSUBSCRIBED,
     Enrollment,
     PendingChange,
-    QueuedMail,
     Subscriber,
     Symptom,
 )
@@ -332,41 +330,3 @@ def rejoin_campaign(
     audit.record(session, now, "web", "campaign.rejoined", sub.id, campaign=key)
     enrollment.sync_subscriber(session, config, sub, now)
     return True
-
-
-def purge_pending(session: Session, now: datetime, ttl: timedelta) -> tuple[int, int]:
-    """Unconfirmed signups older than `ttl`: never-confirmed subscribers are deleted,
-    and waiting re-signups (pending changes) are discarded, so the person stays as
-    they were. Returns (deleted, discarded)."""
-    cutoff = now - ttl
-    expired = session.execute(
-        delete(PendingChange).where(PendingChange.created_at <= cutoff)
-    ).rowcount  # type: ignore[attr-defined]
-    stale = list(
-        session.scalars(
-            select(Subscriber).where(
-                Subscriber.status == PENDING,
-                or_(Subscriber.consent_at.is_(None), Subscriber.consent_at <= cutoff),
-                Subscriber.created_at <= cutoff,
-                # the week counts from the confirmation email, which for a big import
-                # may wait in the queue (hourly cap) for longer than that
-                Subscriber.id.not_in(
-                    select(QueuedMail.subscriber_id).where(
-                        QueuedMail.subscriber_id.is_not(None),
-                        or_(QueuedMail.status == QUEUED, QueuedMail.sent_at > cutoff),
-                    )
-                ),
-            )
-        )
-    )
-    deleted = 0
-    for sub in stale:
-        if sub.confirmed_at is None:
-            audit.record(session, now, "drip", "subscriber.purged", sub.id, reason="unconfirmed")
-            session.delete(sub)
-            deleted += 1
-        else:  # a re-signup stored before pending changes existed (schema 0001)
-            sub.status = UNSUBSCRIBED
-            audit.record(session, now, "drip", "signup.expired", sub.id)
-            expired += 1
-    return deleted, expired

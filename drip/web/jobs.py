@@ -17,7 +17,6 @@ from .. import rights
 from ..locking import LockBusy, SendLock
 from ..sender import Sender, Summary
 from ..transport import DeliveryError
-from . import flows
 
 if TYPE_CHECKING:  # for types only: services imports the worker at run time
     from .services import Services
@@ -72,7 +71,7 @@ def scheduled_run(services: Services) -> None:
 
 def purge(services: Services) -> tuple[int, int]:
     with Session(services.engine) as session:
-        counts = flows.purge_pending(session, services.now(), services.options.pending_ttl)
+        counts = rights.purge_pending(session, services.now(), services.options.pending_ttl)
         # [privacy] keep_after_unsubscribe: answers and names of people who left
         retired = rights.purge_expired(session, services.config, services.now(), services.actor)
         session.commit()

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ..durations import parse_duration
 from ..mailqueue import LimitsError, MailLimits
+from ..rights import PENDING_TTL
 
 
 class OptionsError(ValueError):
@@ -40,7 +41,7 @@ class WebOptions:
     # at most one confirmation (or "already signed up") email per address per window
     confirm_interval: timedelta = timedelta(minutes=15)
     # unconfirmed signups are purged after this long
-    pending_ttl: timedelta = timedelta(days=7)
+    pending_ttl: timedelta = PENDING_TTL
     # how long the signup form stays valid once shown (its CSRF token's age)
     form_max_age: int = 12 * 3600
     # the whole request body; the signup form is well under 2 KiB

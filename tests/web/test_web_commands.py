@@ -71,6 +71,21 @@ def test_purge_pending_deletes_unconfirmed_signups_after_a_week(web: Web):
     assert page.status_code == 410
 
 
+def test_cron_s_drip_send_purges_unconfirmed_signups_too(web: Web):
+    # cron plus `drip serve` (no `drip run`) must keep the week's promise as well
+    web.signup("never@example.org")
+    web.signup("keeps@example.org")
+    web.client.post(web.confirm_path("keeps@example.org"))
+    soon = web.project.cli("send", "--now", (web.clock.now + timedelta(days=6)).isoformat())
+    assert soon.exit_code == 0 and "purged" not in soon.output
+    assert web.subscriber("never@example.org") is not None
+    later = web.project.cli("send", "--now", (web.clock.now + timedelta(days=8)).isoformat())
+    assert later.exit_code == 0, later.output
+    assert "drip send: purged 1 unconfirmed signup; 0 expired re-signups discarded" in later.output
+    assert web.subscriber("never@example.org") is None
+    assert web.subscriber("keeps@example.org").status == "active"
+
+
 def test_purge_discards_an_unconfirmed_re_signup(web: Web):
     from drip.tokens import UNSUBSCRIBE
 
