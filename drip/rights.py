@@ -338,9 +338,21 @@ def purge_pending(session: Session, now: datetime, ttl: timedelta = PENDING_TTL)
     deleted = 0
     for sub in stale:
         if sub.confirmed_at is None:
-            audit.record(session, now, "drip", "subscriber.purged", sub.id, reason="unconfirmed")
-            session.delete(sub)
-            deleted += 1
+            # only if still unconfirmed: another sender (PostgreSQL) may have purged it
+            # meanwhile, or its owner confirmed; the database cascades to its rows
+            gone = session.execute(
+                delete(Subscriber).where(
+                    Subscriber.id == sub.id,
+                    Subscriber.status == PENDING,
+                    Subscriber.confirmed_at.is_(None),
+                )
+            ).rowcount  # type: ignore[attr-defined]
+            session.expunge(sub)
+            if gone:
+                audit.record(
+                    session, now, "drip", "subscriber.purged", sub.id, reason="unconfirmed"
+                )
+                deleted += 1
         else:  # a re-signup stored before pending changes existed (schema 0001)
             sub.status = UNSUBSCRIBED
             audit.record(session, now, "drip", "signup.expired", sub.id)

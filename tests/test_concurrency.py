@@ -195,3 +195,50 @@ def test_four_postgresql_workers_share_the_work_and_survive_a_kill(any_project, 
         if len(got) == 2:
             assert got[0].startswith("Welcome"), got  # in order
     assert sum(len(got) == 2 for got in subjects.values()) >= 300 - found["in_doubt"]
+
+
+def test_two_purges_at_once_delete_and_audit_an_unconfirmed_signup_once(any_project):
+    # every `drip send` purges signups never confirmed; on PostgreSQL several run at
+    # once, and the second must find the row gone, not delete (and audit) it again
+    import threading
+    import warnings
+    from datetime import timedelta
+
+    from sqlalchemy import func
+    from sqlalchemy.exc import SAWarning
+
+    from drip import rights
+    from drip.models import AuditEntry, Subscriber
+
+    config = load_config(any_project.config)
+    engine = db.make_engine(any_project.database_url)
+    db.ensure_schema(engine)
+    with Session(engine) as session:
+        subscribers.create(
+            session, config, email="never@example.org", symptoms=["night_cramps"], now=START
+        )
+        session.commit()
+    later = START + timedelta(days=8)
+    found: dict[str, tuple[int, int]] = {}
+
+    def second() -> None:
+        with Session(engine) as session:
+            found["second"] = rights.purge_pending(session, later)
+            session.commit()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAWarning)  # "expected to delete 1 row; 0 were"
+        first = Session(engine)
+        found["first"] = rights.purge_pending(first, later)  # holds its locks, uncommitted
+        racer = threading.Thread(target=second)
+        racer.start()
+        time.sleep(0.5)  # the second purge is waiting on the first's lock by now
+        first.commit()
+        first.close()
+        racer.join(30)
+    assert found == {"first": (1, 0), "second": (0, 0)}
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+        purged = select(func.count()).where(AuditEntry.action == "subscriber.purged")
+        assert session.scalar(purged) == 1
+    engine.dispose()
