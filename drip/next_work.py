@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, case, exists, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from . import newsletters
@@ -28,7 +28,9 @@ from .config import Config, Newsletter
 from .mailqueue import QUEUED, SENDING
 from .models import (
     ACTIVE,
+    COMPLAINED,
     ENROLLED,
+    PENDING,
     UNSUBSCRIBED,
     Delivery,
     Enrollment,
@@ -38,6 +40,7 @@ from .models import (
     Symptom,
     UTCDateTime,
 )
+from .rights import PENDING_TTL
 from .schedule import CLAIMED, DEFERRED, IN_DOUBT, next_allowed
 
 NEVER = datetime.max.replace(tzinfo=UTC)  # nothing falls due unless somebody writes
@@ -64,7 +67,7 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     ]
     left = session.scalar(
         select(func.min(Subscriber.unsubscribed_at)).where(
-            Subscriber.status == UNSUBSCRIBED,
+            Subscriber.status.in_((UNSUBSCRIBED, COMPLAINED)),
             Subscriber.first_name.is_not(None)
             | Subscriber.id.in_(select(Symptom.subscriber_id))
             | Subscriber.id.in_(select(PendingChange.subscriber_id)),
@@ -72,6 +75,18 @@ def next_work(session: Session, config: Config, now: datetime) -> datetime | Non
     )
     if left is not None:
         moments.append(left + config.privacy.keep_after_unsubscribe)
+    # signups and re-signups never confirmed: purged a week after the latest of
+    # signing up and being sent a confirmation (rights.pending_since; an email of
+    # theirs still queued counts as in progress, above)
+    signed_up = func.coalesce(Subscriber.consent_at, Subscriber.created_at)
+    reminded = func.coalesce(Subscriber.last_confirmation_sent_at, Subscriber.created_at)
+    latest = case((reminded > signed_up, reminded), else_=signed_up)
+    for since in (
+        session.scalar(select(func.min(latest)).where(Subscriber.status == PENDING)),
+        session.scalar(select(func.min(PendingChange.created_at))),
+    ):
+        if since is not None:
+            moments.append(since + PENDING_TTL)
     scheduled = newsletters.scheduled(session, config)
     zones: list[str] = []
     if scheduled:  # one read of the zones in use (a scan of the active subscribers)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, enrollment
 from .config import Config
-from .mailqueue import QUEUED
+from .mailqueue import QUEUED, SENDING
 from .models import (
     ACTIVE,
     BOUNCED,
@@ -310,51 +310,72 @@ def purge_expired(session: Session, config: Config, now: datetime, actor: str) -
     return len(ids)
 
 
+def pending_since(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A pending signup with nothing done for it since `cutoff`: signed up, consented
+    and last sent a confirmation before then, and no email of theirs queued, being
+    sent, in doubt or sent since (the week counts from the latest confirmation, which
+    for a big import may wait in the queue behind the hourly cap)."""
+    return (
+        Subscriber.status == PENDING,
+        Subscriber.created_at <= cutoff,
+        or_(Subscriber.consent_at.is_(None), Subscriber.consent_at <= cutoff),
+        or_(
+            Subscriber.last_confirmation_sent_at.is_(None),
+            Subscriber.last_confirmation_sent_at <= cutoff,
+        ),
+        Subscriber.id.not_in(
+            select(QueuedMail.subscriber_id).where(
+                QueuedMail.subscriber_id.is_not(None),
+                or_(
+                    QueuedMail.status.in_((QUEUED, SENDING)),
+                    func.coalesce(QueuedMail.sent_at, QueuedMail.claimed_at) > cutoff,
+                ),
+            )
+        ),
+    )
+
+
 def purge_pending(session: Session, now: datetime, ttl: timedelta = PENDING_TTL) -> tuple[int, int]:
     """Unconfirmed signups older than `ttl`: never-confirmed subscribers are deleted,
     and waiting re-signups (pending changes) are discarded, so the person stays as
-    they were. Run by `drip send` and `drip run`. Returns (deleted, discarded)."""
+    they were. Run by `drip send` and `drip run`. Returns (deleted, discarded).
+
+    A deleted person's audit entries are kept without their id (as its purge entry
+    is): SQLite may give the id to the next signup, whose record must not show them.
+    """
     cutoff = now - ttl
     expired = session.execute(
         delete(PendingChange).where(PendingChange.created_at <= cutoff)
     ).rowcount  # type: ignore[attr-defined]
-    stale = list(
-        session.scalars(
-            select(Subscriber).where(
-                Subscriber.status == PENDING,
-                or_(Subscriber.consent_at.is_(None), Subscriber.consent_at <= cutoff),
-                Subscriber.created_at <= cutoff,
-                # the week counts from the confirmation email, which for a big import
-                # may wait in the queue (hourly cap) for longer than that
-                Subscriber.id.not_in(
-                    select(QueuedMail.subscriber_id).where(
-                        QueuedMail.subscriber_id.is_not(None),
-                        or_(QueuedMail.status == QUEUED, QueuedMail.sent_at > cutoff),
-                    )
-                ),
-            )
-        )
-    )
+    stale = list(session.scalars(select(Subscriber).where(*pending_since(cutoff))))
     deleted = 0
     for sub in stale:
+        session.expunge(sub)
         if sub.confirmed_at is None:
-            # only if still unconfirmed: another sender (PostgreSQL) may have purged it
-            # meanwhile, or its owner confirmed; the database cascades to its rows
+            # the whole condition again, in the statement: another sender (PostgreSQL)
+            # may have purged them meanwhile, or they confirmed or signed up again
             gone = session.execute(
                 delete(Subscriber).where(
                     Subscriber.id == sub.id,
-                    Subscriber.status == PENDING,
                     Subscriber.confirmed_at.is_(None),
+                    *pending_since(cutoff),
                 )
             ).rowcount  # type: ignore[attr-defined]
-            session.expunge(sub)
             if gone:
-                audit.record(
-                    session, now, "drip", "subscriber.purged", sub.id, reason="unconfirmed"
+                session.execute(
+                    update(AuditEntry)
+                    .where(AuditEntry.subscriber_id == sub.id)
+                    .values(subscriber_id=None)
                 )
+                audit.record(session, now, "drip", "subscriber.purged", None, reason="unconfirmed")
                 deleted += 1
         else:  # a re-signup stored before pending changes existed (schema 0001)
-            sub.status = UNSUBSCRIBED
-            audit.record(session, now, "drip", "signup.expired", sub.id)
-            expired += 1
+            reverted = session.execute(
+                update(Subscriber)
+                .where(Subscriber.id == sub.id, *pending_since(cutoff))
+                .values(status=UNSUBSCRIBED)
+            ).rowcount  # type: ignore[attr-defined]
+            if reverted:
+                audit.record(session, now, "drip", "signup.expired", sub.id)
+                expired += 1
     return deleted, expired

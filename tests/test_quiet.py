@@ -152,8 +152,9 @@ def full_send(project, moment: datetime) -> list[str]:
 
 def test_no_run_finds_work_before_the_next_work_time(project, sink):
     """Walk a month from one next-work time to the next, with a series, a newsletter
-    in two time zones, a pause and an unsubscribe: just before each of those times,
-    a full run finds nothing to do and writes nothing to the database."""
+    in two time zones, a pause, an unsubscribe and a signup never confirmed: just
+    before each of those times, a full run finds nothing to do and writes nothing
+    to the database."""
     add_newsletter(project, send_at="2026-06-09 10:00")
     start = datetime.fromisoformat(MON_10)
     for address, zone in (
@@ -167,6 +168,10 @@ def test_no_run_finds_work_before_the_next_work_time(project, sink):
             "--confirmed", "--name", "Pat", "--now", MON_10, *extra,
         )  # fmt: skip
         assert added.exit_code == 0, added.output
+    # pending from a day later, never confirmed: purged a week after that
+    later = "2026-06-02T17:00:00Z"
+    pending = project.cli("subscribers", "add", "never@example.org", "--now", later)
+    assert pending.exit_code == 0, pending.output
     engine = make_engine(project.database_url)
     with Session(engine) as session:
         session.execute(
@@ -213,6 +218,10 @@ def test_no_run_finds_work_before_the_next_work_time(project, sink):
     newsletter = {email for email, key in got if key == "newsletter:2026-06-news"}
     assert newsletter == {"east@example.org", "west@example.org"}
     assert names == [None], "the retention purge ran"
+    with Session(engine) as session:
+        never = session.scalar(select(Subscriber.id).where(Subscriber.email == "never@example.org"))
+    engine.dispose()
+    assert never is None, "the unconfirmed signup was purged"
     assert moment > start + timedelta(days=10)
 
 
@@ -251,3 +260,24 @@ def test_finding_the_next_work_reads_indexes_not_the_whole_list(project, sink):
     assert pauses and "ix_subscribers_paused_until" in pauses[0], pauses
     steps = [plan for sql, plan in plans.items() if "min(enrollments.next_due_at)" in sql]
     assert steps and "ix_enrollments_due" in steps[0], steps
+
+
+def test_the_retention_purge_of_a_complainer_is_work_to_come(project, sink):
+    # a spam report unsubscribes: their answers are purged on the same schedule, so
+    # a quiet verdict must end when that purge is due
+    added = project.cli(
+        "subscribers", "add", "spam@example.org", "--symptoms", "night_cramps",
+        "--confirmed", "--now", MON_10,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    left = datetime.fromisoformat(MON_10) + timedelta(days=1)
+    engine = make_engine(project.database_url)
+    with Session(engine) as session:
+        session.execute(
+            update(Subscriber).values(status="complained", unsubscribed_at=left, withdrawn_at=left)
+        )
+        session.commit()
+        config = load_config(project.config)
+        upcoming = next_work(session, config, left + timedelta(hours=1))
+    engine.dispose()
+    assert upcoming == left + config.privacy.keep_after_unsubscribe

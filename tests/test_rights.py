@@ -219,6 +219,28 @@ def test_answers_and_names_of_people_who_left_are_purged_after_the_retention(pro
     assert "purged" not in again.stdout  # once is enough
 
 
+def test_a_purged_signup_s_record_never_shows_in_the_next_person_s(project: Project):
+    # SQLite gives the newest row's id to the next row once it is deleted: the purged
+    # person's audit entries must not become part of someone else's record
+    def pending(email: str, days: float) -> int:
+        result = project.cli("subscribers", "add", email, "--now", at(days))
+        assert result.exit_code == 0, result.output
+        with sqlite3.connect(project.root / "drip.db") as conn:
+            (found,) = conn.execute("select id from subscribers where email = ?", (email,))
+            return int(found[0])
+
+    add(project, "active@example.org")
+    never = pending("never@example.org", 0)  # never confirmed, the newest row
+    purge = project.cli("send", "--now", at(8))
+    assert "purged 1 unconfirmed signup" in purge.output
+    assert pending("next@example.org", 8) == never  # the same id, given again
+    data = json.loads(project.cli("subscribers", "export", "next@example.org").output)
+    assert [a["action"] for a in data["audit"]] == ["subscriber.created"]
+    entries = audit_actions(project)
+    assert ("subscriber.purged", None) in [(a, who) for a, who, _ in entries]
+    assert ("subscriber.created", None) in [(a, who) for a, who, _ in entries]  # kept, no id
+
+
 def test_the_web_scheduler_purges_too(web: Web):
     from drip.web import jobs
 
@@ -229,3 +251,51 @@ def test_the_web_scheduler_purges_too(web: Web):
     jobs.purge(web.services)
     gone = web.subscriber("gone@example.org")
     assert gone.symptom_keys == set() and gone.first_name is None
+
+
+def test_a_confirmation_on_its_way_or_in_doubt_keeps_its_signup(project: Project):
+    # the week counts from the latest confirmation: one being sent, or in doubt (it
+    # may have arrived), holds the purge off, so its link still works when clicked
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from drip import db, mailqueue, rights, subscribers
+    from drip.config import load_config
+    from drip.message import Envelope
+    from drip.models import QueuedMail, Subscriber
+
+    config = load_config(project.config)
+    engine = db.make_engine(project.database_url)
+    db.ensure_schema(engine)
+    start = datetime.fromisoformat(MON)
+    late = start + timedelta(days=8)
+    claimed = {  # when each one's confirmation was last taken up by a sender
+        mailqueue.SENDING: late - timedelta(minutes=1),
+        mailqueue.IN_DOUBT: late - timedelta(minutes=20),
+        mailqueue.FAILED: start + timedelta(hours=1),
+    }
+    with Session(engine) as session:
+        for status, at in claimed.items():
+            sub = subscribers.create(
+                session, config, email=f"{status}@example.org", symptoms=[], now=start
+            )
+            row = mailqueue.enqueue(
+                session,
+                kind="confirm",
+                envelope=Envelope("care@clinic.test", sub.email, b"x"),
+                now=start,
+                subscriber_id=sub.id,
+            )
+            row.status, row.claimed_at = status, at
+        session.commit()
+        assert rights.purge_pending(session, late) == (1, 0)  # the one failed long ago
+        session.commit()
+        kept = set(session.scalars(select(Subscriber.email)))
+        assert kept == {"sending@example.org", "in_doubt@example.org"}
+        # a week after its claim the one in doubt goes too; one still being sent stays
+        assert rights.purge_pending(session, late + timedelta(days=7)) == (1, 0)
+        session.commit()
+        assert set(session.scalars(select(Subscriber.email))) == {"sending@example.org"}
+        remaining = session.scalar(select(func.count()).select_from(QueuedMail))
+        assert remaining == 1  # the others' emails went with them
+    engine.dispose()

@@ -74,13 +74,23 @@ def load(session: Session, weeks: Weeks) -> Records:
     since, until = weeks.since, weeks.end
     events: list[Event] = []
     seen: set[tuple[int, str]] = set()  # (subscriber, kind) the log tells about
-    for at, action, who, detail in session.execute(
-        select(AuditEntry.at, AuditEntry.action, AuditEntry.subscriber_id, AuditEntry.detail)
+    for entry, at, action, who, detail in session.execute(
+        select(
+            AuditEntry.id,
+            AuditEntry.at,
+            AuditEntry.action,
+            AuditEntry.subscriber_id,
+            AuditEntry.detail,
+        )
         .where(AuditEntry.action.in_(ACTIONS_READ), AuditEntry.at < until)
         .order_by(AuditEntry.at, AuditEntry.id)
     ):
         if who is None:
-            continue
+            if action != "subscriber.created":
+                continue
+            # a signup never confirmed, purged a week later without its id
+            # (rights.purge_pending): still a signup that week, of nobody now
+            who = -entry
         for kind in event_of(action, json.loads(detail or "{}")):
             events.append(Event(at, who, kind))
             seen.add((who, kind))
