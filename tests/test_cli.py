@@ -274,6 +274,38 @@ def test_a_database_one_migration_behind_upgrades_with_its_history(any_project):
     assert summary(any_project.run("send", "--now", MON).stdout)["sent"] == 0  # sent already
 
 
+def test_upgrading_detaches_the_audit_entries_of_people_already_purged(any_project):
+    """Migration 0008: entries left under the id of a subscriber who no longer exists
+    (a signup purged by an earlier release) lose the id, so the next person given it
+    never shows them; everybody else's entries keep theirs."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import select
+
+    from drip.models import AuditEntry
+
+    add(any_project, "a@example.org", "night_cramps", "--confirmed")
+    engine = db.make_engine(any_project.database_url)
+    command.downgrade(db.alembic_config(engine), "0007")
+    with engine.begin() as conn:  # what an earlier purge left behind
+        conn.execute(
+            AuditEntry.__table__.insert().values(
+                at=datetime(2026, 5, 1, tzinfo=UTC),
+                actor="drip",
+                action="subscriber.purged",
+                subscriber_id=999,
+                detail="{}",
+            )
+        )
+    assert any_project.cli("db", "upgrade").exit_code == 0
+    with engine.connect() as conn:
+        rows = conn.execute(select(AuditEntry.action, AuditEntry.subscriber_id)).all()
+    engine.dispose()
+    assert ("subscriber.purged", None) in rows
+    assert [who for action, who in rows if action == "subscriber.created"] == [1]
+
+
 def test_outbox_transport_writes_eml_files(project, tmp_path):
     del project.env["DRIP_SMTP_URL"]
     project.env["DRIP_OUTBOX"] = str(tmp_path / "outbox")
