@@ -412,10 +412,7 @@ def send_queued_mail(app: App, now: datetime | None) -> None:
         retired = rights.purge_expired(session, app.config, moment, "drip send")
         session.commit()
     if unconfirmed or discarded:
-        click.echo(
-            f"drip send: purged {plural(unconfirmed, 'unconfirmed signup')}; "
-            f"{plural(discarded, 'expired re-signup')} discarded"
-        )
+        click.echo(f"drip send: {rights.purged_line(unconfirmed, discarded)}")
     if retired:
         click.echo(f"drip send: purged the answers and names of {retired} people who left")
 

@@ -35,6 +35,7 @@ from .models import (
     Symptom,
 )
 from .subscribers import address_hash, find
+from .words import plural
 
 # signups (and re-signups) never confirmed are purged this long after (the
 # confirmation link's own age limit is the same)
@@ -332,6 +333,14 @@ def pending_since(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
                 ),
             )
         ),
+    )
+
+
+def purged_line(deleted: int, discarded: int) -> str:
+    """What `purge_pending` did, as `drip send` and `drip subscribers purge-pending` say it."""
+    return (
+        f"purged {plural(deleted, 'unconfirmed signup')}; "
+        f"{plural(discarded, 'expired re-signup')} discarded"
     )
 
 

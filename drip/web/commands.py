@@ -24,7 +24,6 @@ from ..clock import parse_now
 from ..config import ConfigError
 from ..settings import SettingsError
 from ..transport import TransportUnavailable, transport_from_settings
-from ..words import plural
 from .options import OptionsError, WebOptions
 from .services import Services
 
@@ -172,10 +171,7 @@ def purge_pending(app: Any, now_text: str | None, days: int) -> None:
     with Session(app.engine) as session:
         deleted, reverted = rights.purge_pending(session, now, timedelta(days=days))
         session.commit()
-    click.echo(
-        f"purged {plural(deleted, 'unconfirmed signup')}; "
-        f"{plural(reverted, 'expired re-signup')} discarded"
-    )
+    click.echo(rights.purged_line(deleted, reverted))
 
 
 @click.command()

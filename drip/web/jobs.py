@@ -78,5 +78,5 @@ def purge(services: Services) -> tuple[int, int]:
     if retired:
         log.info("purged the answers and names of %d people who left", retired)
     if any(counts):
-        log.info("purged %d unconfirmed signups, discarded %d expired re-signups", *counts)
+        log.info("%s", rights.purged_line(*counts))
     return counts
