@@ -337,7 +337,7 @@ def pending_since(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
 
 
 def purged_line(deleted: int, discarded: int) -> str:
-    """What `purge_pending` did, as `drip send` and `drip subscribers purge-pending` say it."""
+    """What `purge_pending` did, as `drip send`, `purge-pending` and `drip run` say it."""
     return (
         f"purged {plural(deleted, 'unconfirmed signup')}; "
         f"{plural(discarded, 'expired re-signup')} discarded"
@@ -356,10 +356,11 @@ def purge_pending(session: Session, now: datetime, ttl: timedelta = PENDING_TTL)
     expired = session.execute(
         delete(PendingChange).where(PendingChange.created_at <= cutoff)
     ).rowcount  # type: ignore[attr-defined]
-    stale = list(session.scalars(select(Subscriber).where(*pending_since(cutoff))))
+    stale = session.execute(
+        select(Subscriber.id, Subscriber.confirmed_at).where(*pending_since(cutoff))
+    ).all()
     deleted = 0
     for sub in stale:
-        session.expunge(sub)
         if sub.confirmed_at is None:
             # the whole condition again, in the statement: another sender (PostgreSQL)
             # may have purged them meanwhile, or they confirmed or signed up again

@@ -157,14 +157,15 @@ def snippet(app: Any, url: str | None) -> None:
 @click.option("--now", "now_text", metavar="ISO-8601", help="Simulate the clock.")
 @click.option(
     "--days",
-    default=7,
+    default=rights.PENDING_TTL.days,
     show_default=True,
     type=click.IntRange(min=1),
     help="Unconfirmed signups older than this are purged.",
 )
 @click.pass_obj
 def purge_pending(app: Any, now_text: str | None, days: int) -> None:
-    """Delete signups never confirmed within DAYS (`drip send` and `drip run` do this with 7)."""
+    """Delete signups never confirmed within DAYS (`drip send` and `drip run` do this with
+    the default)."""
     from datetime import timedelta
 
     now = parse_now(now_text) or datetime.now(UTC)
